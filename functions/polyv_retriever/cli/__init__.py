@@ -1,0 +1,1 @@
+"""The operator CLI, ``polyv-retriever``: the same core as the Lambdas."""

@@ -1,0 +1,1 @@
+"""Polyv VOD v3: request signing, the HTTP client and the typed results."""
