@@ -157,6 +157,12 @@ class SourceChanged(RetrieverError):
     hint = "the source file changed during the copy; start the retrieval again"
 
 
+class RetrievalNotFound(RetrieverError):
+    """No retrieval (execution) has that id."""
+
+    hint = "start it with POST /retrievals"
+
+
 class VideoNotReady(RetrieverError):
     """The video is not (or no longer) SUCCESS in the task, so there is nothing to download."""
 

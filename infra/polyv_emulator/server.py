@@ -75,6 +75,7 @@ class _Task:
     vids: list[str]
     expire_days: int
     created: float  # emulator clock
+    created_epoch: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -90,6 +91,11 @@ class EmulatorState:
     default_ready_after: float = 120.0
     rate_windows: dict[str, list[float]] = field(default_factory=dict)
     blocked_until: dict[str, float] = field(default_factory=dict)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients hang up mid-body on purpose (cancelled parts, fault tests): not worth a traceback."""
 
 
 class EmulatorServer:
@@ -111,7 +117,7 @@ class EmulatorServer:
         self.time_scale = time_scale
         self._started = time.monotonic()
         self.lock = threading.RLock()
-        self.httpd = ThreadingHTTPServer((host, port), _Handler)
+        self.httpd = _QuietServer((host, port), _Handler)
         self.httpd.daemon_threads = True
         self.httpd.emulator = self  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
@@ -190,7 +196,7 @@ class EmulatorServer:
             for vid in task.vids:
                 spec = self.video(vid)
                 elapsed = self.now() - task.created
-                created_ms = int(task.created * 1000)
+                created_ms = int(task.created_epoch * 1000)
                 if elapsed < min(self.state.init_seconds, spec.ready_after):
                     status = "INIT"
                 elif elapsed < spec.ready_after:
@@ -204,7 +210,10 @@ class EmulatorServer:
                         "url": self.download_url(vid, host) if success else None,
                         "status": status,
                         "createTime": created_ms,
-                        "successTime": int((task.created + spec.ready_after) * 1000) if success else None,
+                        # When it became ready, in real time (the emulator's clock may run faster).
+                        "successTime": int((task.created_epoch + spec.ready_after / self.time_scale) * 1000)
+                        if success
+                        else None,
                     }
                 )
             return result

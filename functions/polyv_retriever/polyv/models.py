@@ -87,7 +87,7 @@ class RetrievalTask:
 
     @property
     def all_terminal(self) -> bool:
-        return bool(self.videos) and all(v.status.terminal for v in self.videos)
+        return all(v.status.terminal for v in self.videos)
 
     def counts(self) -> dict[str, int]:
         counts = {s.value: 0 for s in VideoStatus}

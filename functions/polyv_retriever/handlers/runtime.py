@@ -1,0 +1,73 @@
+"""What every handler shares: settings checked once at cold start, clients reused across warm invocations.
+
+Credentials are read from SSM only (never from the function's environment), through Powertools' cached
+Parameters utility; they are never logged.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from typing import TYPE_CHECKING
+
+import boto3
+import urllib3
+from aws_lambda_powertools import Logger
+from botocore.config import Config
+from pydantic import BaseModel, ConfigDict, Field
+
+from polyv_retriever.pipeline.records import S3RecordStore
+from polyv_retriever.polyv import credentials
+from polyv_retriever.polyv.client import PolyvClient
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_stepfunctions import SFNClient
+
+logger = Logger()  # service name and level from POWERTOOLS_* variables in template.yaml
+
+
+class Settings(BaseModel):
+    """The functions' environment (template.yaml sets it). Validated at cold start: a missing variable
+    fails the first invocation with its name, not a KeyError deep inside."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    bucket_name: str = Field(alias="BUCKET_NAME", min_length=3)
+    credentials_parameter: str = Field(alias="POLYV_CREDENTIALS_PARAMETER", min_length=1)
+    state_machine_arn: str = Field("", alias="STATE_MACHINE_ARN")
+
+
+@cache
+def settings() -> Settings:
+    return Settings.model_validate(dict(os.environ))
+
+
+_AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32)
+
+
+@cache
+def s3() -> S3Client:
+    return boto3.client("s3", config=_AWS_CONFIG)
+
+
+@cache
+def sfn() -> SFNClient:
+    return boto3.client("stepfunctions", config=_AWS_CONFIG)
+
+
+@cache
+def records() -> S3RecordStore:
+    return S3RecordStore(s3(), settings().bucket_name)
+
+
+@cache
+def download_pool() -> urllib3.PoolManager:
+    # Enough connections for the transfer workers; retries are the transfer's own (per part).
+    return urllib3.PoolManager(num_pools=4, maxsize=32, retries=False)
+
+
+def polyv_client() -> PolyvClient:
+    """A client with the current credentials (Powertools caches the decrypted parameter for 5 minutes,
+    so a rotated secret is picked up without a redeploy)."""
+    return PolyvClient(credentials.from_ssm(settings().credentials_parameter))

@@ -1,0 +1,1 @@
+"""What the state machine does next: polling decisions, per-video transfers, records and the manifest."""

@@ -1,0 +1,183 @@
+"""The S3 side of a transfer: one multipart upload with per-part CRC32s that S3 verifies, and a small
+journal object so that an invocation that died (a crash, a timeout) can be picked up, not redone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from polyv_retriever.errors import StorageError
+from polyv_retriever.transfer import checksums
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+#: Journals live beside the data, under one prefix that a lifecycle rule expires.
+JOURNAL_PREFIX = "_polyv-retriever/uploads/"
+
+
+@dataclass(frozen=True)
+class UploadedPart:
+    number: int
+    etag: str
+    crc32: int
+    size: int
+
+
+@dataclass(frozen=True)
+class ExistingObject:
+    size: int
+    metadata: dict[str, str]
+    crc32: int | None  # full-object CRC32, when S3 has one
+
+
+def _storage_error(action: str, exc: Exception) -> StorageError:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        return StorageError(f"S3 {action} failed: {error.get('Code')}: {error.get('Message')}")
+    return StorageError(f"S3 {action} failed: {type(exc).__name__}")
+
+
+class S3Destination:
+    def __init__(self, s3: S3Client, bucket: str, key: str) -> None:
+        self.s3, self.bucket, self.key = s3, bucket, key
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    @property
+    def journal_key(self) -> str:
+        return JOURNAL_PREFIX + self.key + ".json"
+
+    def existing(self) -> ExistingObject | None:
+        try:
+            head = self.s3.head_object(Bucket=self.bucket, Key=self.key, ChecksumMode="ENABLED")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise _storage_error("HeadObject", exc) from None
+        full = head.get("ChecksumType") == "FULL_OBJECT" and head.get("ChecksumCRC32")
+        return ExistingObject(
+            size=head["ContentLength"],
+            metadata=head.get("Metadata", {}),
+            crc32=checksums.from_s3(full) if full else None,
+        )
+
+    # --- the multipart upload --------------------------------------------------------------------------
+
+    def create(self, metadata: dict[str, str], content_type: str) -> str:
+        try:
+            created = self.s3.create_multipart_upload(
+                Bucket=self.bucket,
+                Key=self.key,
+                Metadata=metadata,
+                ContentType=content_type,
+                ChecksumAlgorithm="CRC32",
+                ChecksumType="FULL_OBJECT",
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _storage_error("CreateMultipartUpload", exc) from None
+        return created["UploadId"]
+
+    def upload_part(self, upload_id: str, number: int, data: bytes | bytearray, crc32: int) -> UploadedPart:
+        try:
+            answer = self.s3.upload_part(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=data,  # type: ignore[arg-type]  # botocore sends a bytearray as it is
+                ChecksumCRC32=checksums.to_s3(crc32),
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _storage_error(f"UploadPart {number}", exc) from None
+        return UploadedPart(number, answer["ETag"], crc32, len(data))
+
+    def list_parts(self, upload_id: str) -> dict[int, UploadedPart] | None:
+        """The parts S3 holds for the upload, or None when the upload is gone (completed or aborted)."""
+        parts: dict[int, UploadedPart] = {}
+        marker = 0
+        try:
+            while True:
+                page = self.s3.list_parts(
+                    Bucket=self.bucket, Key=self.key, UploadId=upload_id, PartNumberMarker=marker
+                )
+                for part in page.get("Parts", []):
+                    if part.get("ChecksumCRC32"):
+                        number = part["PartNumber"]
+                        parts[number] = UploadedPart(
+                            number, part["ETag"], checksums.from_s3(part["ChecksumCRC32"]), part["Size"]
+                        )
+                if not page.get("IsTruncated"):
+                    return parts
+                marker = int(page["NextPartNumberMarker"])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NoSuchUpload":
+                return None
+            raise _storage_error("ListParts", exc) from None
+
+    def complete(self, upload_id: str, parts: list[UploadedPart], full_crc32: int) -> None:
+        try:
+            self.s3.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=upload_id,
+                ChecksumCRC32=checksums.to_s3(full_crc32),
+                ChecksumType="FULL_OBJECT",
+                MultipartUpload={
+                    "Parts": [
+                        {"PartNumber": p.number, "ETag": p.etag, "ChecksumCRC32": checksums.to_s3(p.crc32)}
+                        for p in parts
+                    ]
+                },
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _storage_error("CompleteMultipartUpload", exc) from None
+
+    def abort(self, upload_id: str) -> None:
+        """Best effort: the bucket's lifecycle rule is the backstop for an abort that fails."""
+        with contextlib.suppress(ClientError, BotoCoreError):
+            self.s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload_id)
+        self.forget()
+
+    def delete_object(self) -> None:
+        try:
+            self.s3.delete_object(Bucket=self.bucket, Key=self.key)
+        except (ClientError, BotoCoreError) as exc:
+            raise _storage_error("DeleteObject", exc) from None
+
+    # --- the journal -------------------------------------------------------------------------------------
+
+    def remember(self, journal: dict[str, Any]) -> None:
+        try:
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=self.journal_key,
+                Body=json.dumps(journal).encode(),
+                ContentType="application/json",
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _storage_error("PutObject (journal)", exc) from None
+
+    def recall(self) -> dict[str, Any] | None:
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=self.journal_key)["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise _storage_error("GetObject (journal)", exc) from None
+        try:
+            journal = json.loads(body)
+        except ValueError:
+            return None
+        return journal if isinstance(journal, dict) else None
+
+    def forget(self) -> None:
+        with contextlib.suppress(ClientError, BotoCoreError):
+            self.s3.delete_object(Bucket=self.bucket, Key=self.journal_key)

@@ -1,0 +1,219 @@
+"""The whole deployed shape on one machine, built from ``template.yaml``: no AWS, no Docker, no credentials.
+
+    moto server  (S3, SSM, Step Functions executing the real definition)  <- boto3 via AWS_ENDPOINT_URL
+      └ Lambda invocations -> the project's real handlers, in this process
+    API Gateway front (REST proxy events)  -> the real API handler
+    Polyv emulator (or the real Polyv, with real credentials)
+
+Every port is chosen by the OS, so two stacks never clash; ``stop()`` (or leaving the ``with`` block) shuts
+every server down. The stack sets this process's AWS environment to point at itself: run it in a process
+of its own (``polyv-retriever run`` does; tests start ``python -m local_stack``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from polyv_emulator import EmulatorServer
+from polyv_retriever.polyv.credentials import Credentials
+
+from local_stack.api_gateway import ApiGatewayFront
+from local_stack.moto_server import MotoServer
+from local_stack.template import REGION, ResolvedTemplate, load_template
+
+BUCKET = "polyv-retriever-local"
+#: Waits short enough for a demo; the same template parameters a deployment would override.
+FAST_POLLING = {"PollFirstWaitSeconds": "1", "PollMaxWaitSeconds": "2"}
+
+
+@dataclass
+class StackOptions:
+    #: Template parameter overrides, as `sam deploy --parameter-overrides` would pass them.
+    parameters: dict[str, str] = field(default_factory=lambda: dict(FAST_POLLING))
+    #: None: start the Polyv emulator. Otherwise the real (or another) Polyv, with these credentials.
+    polyv_credentials: Credentials | None = None
+    polyv_api_base_url: str | None = None
+    emulator_time_scale: float = 60.0
+    #: Extra environment for the functions (e.g. TRANSFER_TIME_RESERVE_SECONDS in tests).
+    function_environment: dict[str, str] = field(default_factory=dict)
+    #: Lambda timeouts to use instead of the template's, by logical id (to exercise continuations).
+    function_timeouts: dict[str, float] = field(default_factory=dict)
+
+
+class LocalStack:
+    def __init__(self, options: StackOptions | None = None) -> None:
+        self.options = options or StackOptions()
+        self.moto: MotoServer | None = None
+        self.emulator: EmulatorServer | None = None
+        self.api: ApiGatewayFront | None = None
+        self.state_machine_arn = ""
+        self.credentials_parameter = ""
+
+    # --- lifecycle -------------------------------------------------------------------------------------
+
+    def start(self) -> LocalStack:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        self.moto = MotoServer().start()
+        # Fake credentials that cannot reach AWS, and every boto3 client aimed at moto.
+        os.environ.update(
+            AWS_ACCESS_KEY_ID="local-stack",
+            AWS_SECRET_ACCESS_KEY="local-stack",  # noqa: S106 - moto accepts anything
+            AWS_DEFAULT_REGION=REGION,
+            AWS_REGION=REGION,
+            AWS_ENDPOINT_URL=self.moto.endpoint,
+        )
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+            os.environ.pop(name, None)
+
+        credentials, base_url = self.options.polyv_credentials, self.options.polyv_api_base_url
+        if credentials is None:
+            self.emulator = EmulatorServer(time_scale=self.options.emulator_time_scale).start()
+            credentials = Credentials(self.emulator.app_id, self.emulator.secret)
+            base_url = self.emulator.base_url
+
+        resolved = ResolvedTemplate(
+            load_template(), self.options.parameters, physical_names={"DataBucket": BUCKET}
+        )
+        self._create_bucket(resolved)
+        self._store_credentials(resolved, credentials)
+        self._configure_functions(resolved, base_url)
+        self._create_state_machine(resolved)
+        api_function = next(f for f in resolved.functions() if f.logical_id == "ApiFunction")
+        self.api = ApiGatewayFront(
+            _load_handler(api_function.handler),
+            routes=resolved.api_routes(),
+            timeout_seconds=api_function.timeout,
+        ).start()
+
+    def stop(self) -> None:
+        for server in (self.api, self.emulator, self.moto):
+            if server is not None:
+                server.stop()
+        self.api = self.emulator = self.moto = None
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def describe(self) -> dict[str, Any]:
+        """Where everything is: what `python -m local_stack` prints for tests and people."""
+        assert self.moto is not None
+        assert self.api is not None
+        return {
+            "awsEndpoint": self.moto.endpoint,
+            "apiUrl": self.api.url,
+            "bucket": BUCKET,
+            "stateMachineArn": self.state_machine_arn,
+            "credentialsParameter": self.credentials_parameter,
+            "polyvEmulator": self.emulator.base_url if self.emulator else None,
+            "region": REGION,
+        }
+
+    # --- resources from the template --------------------------------------------------------------------
+
+    def _create_bucket(self, resolved: ResolvedTemplate) -> None:
+        s3 = boto3.client("s3")
+        if not resolved.condition("CreateBucket"):
+            # An existing bucket is named by parameter: locally it has to be made, without our settings.
+            s3.create_bucket(Bucket=resolved.parameters["ExistingBucketName"])
+            return
+        props = resolved.bucket_properties()
+        s3.create_bucket(Bucket=BUCKET)
+        s3.put_bucket_encryption(
+            Bucket=BUCKET,
+            ServerSideEncryptionConfiguration={
+                "Rules": [
+                    {"ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"]}
+                    for rule in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+                ]
+            },
+        )
+        s3.put_public_access_block(
+            Bucket=BUCKET, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
+        )
+        s3.put_bucket_lifecycle_configuration(
+            Bucket=BUCKET,
+            LifecycleConfiguration={
+                "Rules": [_lifecycle_rule(r) for r in props["LifecycleConfiguration"]["Rules"]]  # type: ignore[misc]
+            },
+        )
+
+    def _store_credentials(self, resolved: ResolvedTemplate, credentials: Credentials) -> None:
+        self.credentials_parameter = resolved.parameters["CredentialsParameterName"]
+        boto3.client("ssm").put_parameter(
+            Name=self.credentials_parameter,
+            Type="SecureString",
+            Value=json.dumps({"appId": credentials.app_id, "appSecret": credentials.secret}),
+            Overwrite=True,
+        )
+
+    def _configure_functions(self, resolved: ResolvedTemplate, polyv_base_url: str | None) -> None:
+        assert self.moto is not None
+        environment: dict[str, str] = {}
+        functions = resolved.functions()
+        for function in functions:
+            for name, value in function.environment.items():
+                if environment.get(name, value) != value:
+                    # All functions share this process's environment: a clash would silently mislead.
+                    raise ValueError(f"functions disagree on {name}; the local stack cannot host both")
+                environment[name] = value
+        if polyv_base_url:
+            environment["POLYV_API_BASE_URL"] = polyv_base_url
+        if self.emulator is not None:
+            # The emulator serves downloads over plain HTTP on loopback: allow exactly that origin.
+            environment["POLYV_DOWNLOAD_ALLOW"] = (
+                f"{environment['POLYV_DOWNLOAD_ALLOW']},{self.emulator.base_url}"
+            )
+        environment.update(self.options.function_environment)
+        os.environ.update(environment)
+        for function in functions:
+            timeout = self.options.function_timeouts.get(function.logical_id, function.timeout)
+            self.moto.register_function(function.logical_id, _load_handler(function.handler), timeout)
+
+    def _create_state_machine(self, resolved: ResolvedTemplate) -> None:
+        name, definition = resolved.state_machine()
+        created = boto3.client("stepfunctions").create_state_machine(
+            name=name,
+            definition=definition,
+            roleArn=f"arn:aws:iam::123456789012:role/{name}Role",
+            type="STANDARD",
+        )
+        self.state_machine_arn = created["stateMachineArn"]
+        if os.environ.get("STATE_MACHINE_ARN") != self.state_machine_arn:
+            raise RuntimeError(
+                f"template resolves the state machine to {os.environ.get('STATE_MACHINE_ARN')}, "
+                f"moto created {self.state_machine_arn}"
+            )
+
+
+def _load_handler(path: str) -> Any:
+    module, _, attribute = path.rpartition(".")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """CloudFormation's lifecycle rule shape -> the S3 API's."""
+    converted: dict[str, Any] = {
+        "ID": rule["Id"],
+        "Status": rule["Status"],
+        "Filter": {"Prefix": rule.get("Prefix", "")},
+    }
+    if "AbortIncompleteMultipartUpload" in rule:
+        converted["AbortIncompleteMultipartUpload"] = rule["AbortIncompleteMultipartUpload"]
+    if "ExpirationInDays" in rule:
+        converted["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
+    return converted
