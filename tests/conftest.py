@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
 from polyv_emulator import EmulatorServer
 from polyv_retriever.polyv.client import PolyvClient, RetryPolicy
 from polyv_retriever.polyv.credentials import Credentials

@@ -46,9 +46,9 @@ class LocalContext:
 class LambdaRouter:
     """Invocations of known function names (or ARNs ending in them) go to local handlers."""
 
-    def __init__(self, app: Any, handlers: dict[str, tuple[Handler, float]]) -> None:
+    def __init__(self, app: Any) -> None:
         self.app = app
-        self.handlers = handlers  # name -> (handler, timeout seconds)
+        self.handlers: dict[str, tuple[Handler, float, int]] = {}  # name -> (handler, timeout s, memory MB)
 
     def __call__(self, environ: dict[str, Any], start_response: _StartResponse) -> Iterable[bytes]:
         match = _INVOKE.match(environ.get("PATH_INFO", ""))
@@ -59,13 +59,13 @@ class LambdaRouter:
             name = name.split(":")[6]
         if name not in self.handlers:
             return self.app(environ, start_response)  # type: ignore[no-any-return]
-        handler, timeout = self.handlers[name]
+        handler, timeout, memory = self.handlers[name]
         length = int(environ.get("CONTENT_LENGTH") or 0)
         raw = environ["wsgi.input"].read(length) if length else b"{}"
         event = json.loads(raw or b"{}")
         headers = [("Content-Type", "application/json"), ("X-Amz-Executed-Version", "$LATEST")]
         try:
-            body = json.dumps(handler(event, LocalContext(name, timeout))).encode()
+            body = json.dumps(handler(event, LocalContext(name, timeout, memory))).encode()
         except Exception as exc:
             body = json.dumps(
                 {
@@ -87,7 +87,7 @@ class _QuietHandler(MotoRequestHandler):
 class MotoServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.app = DomainDispatcherApplication(create_backend_app)
-        self.router = LambdaRouter(self.app, {})
+        self.router = LambdaRouter(self.app)
         self._server = make_server(host, port, self.router, threaded=True, request_handler=_QuietHandler)
         self._thread: threading.Thread | None = None
 
@@ -110,8 +110,8 @@ class MotoServer:
         self._thread.start()
         return self
 
-    def register_function(self, name: str, handler: Handler, timeout_seconds: float) -> None:
-        self.router.handlers[name] = (handler, timeout_seconds)
+    def register_function(self, name: str, handler: Handler, timeout_seconds: float, memory_mb: int) -> None:
+        self.router.handlers[name] = (handler, timeout_seconds, memory_mb)
 
     def stop(self) -> None:
         self._server.shutdown()

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
-from polyv_emulator import EmulatorServer
-from polyv_retriever.polyv.credentials import Credentials
 
 from local_stack.api_gateway import ApiGatewayFront
 from local_stack.moto_server import MotoServer
 from local_stack.template import REGION, ResolvedTemplate, load_template
+from polyv_emulator import EmulatorServer
+from polyv_retriever.polyv.credentials import Credentials
 
 BUCKET = "polyv-retriever-local"
 #: Waits short enough for a demo; the same template parameters a deployment would override.
@@ -182,7 +182,9 @@ class LocalStack:
         os.environ.update(environment)
         for function in functions:
             timeout = self.options.function_timeouts.get(function.logical_id, function.timeout)
-            self.moto.register_function(function.logical_id, _load_handler(function.handler), timeout)
+            self.moto.register_function(
+                function.logical_id, _load_handler(function.handler), timeout, function.memory
+            )
 
     def _create_state_machine(self, resolved: ResolvedTemplate) -> None:
         name, definition = resolved.state_machine()

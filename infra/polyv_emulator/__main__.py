@@ -13,7 +13,7 @@ from polyv_emulator.server import EmulatorServer
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m polyv_emulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--port", type=int, default=8090, help="0: any free port (printed)")
     parser.add_argument("--app-id", default="emulatorApp")
     parser.add_argument("--secret", default="emulator-secret")
     parser.add_argument("--time-scale", type=float, default=1.0, help="Polyv seconds per real second")

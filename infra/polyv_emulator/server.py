@@ -29,9 +29,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from polyv_retriever.polyv.signing import sign
-
 from polyv_emulator.content import VideoContent
+from polyv_retriever.polyv.signing import sign
 
 TIMESTAMP_WINDOW_MS = 3 * 60 * 1000
 _CDN_KEY = "emulator-cdn-private-key"
@@ -85,6 +84,7 @@ class EmulatorState:
     tasks: dict[str, _Task] = field(default_factory=dict)
     faults: Faults = field(default_factory=Faults)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    downloads: int = 0  # download requests seen, of any outcome
     url_generation: int = 0
     url_ttl_seconds: float = 3600.0
     init_seconds: float = 10.0  # Polyv seconds a video stays INIT before PROCESS
@@ -374,6 +374,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _download(self, path: str, query: dict[str, str]) -> None:
         self._body()
         emu = self.emu
+        with emu.lock:
+            emu.state.downloads += 1
         if emu.state.faults.dl_latency_ms:
             time.sleep(emu.state.faults.dl_latency_ms / 1000)
         vid = path.removeprefix("/dl/").removesuffix(".mp4")

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from polyv_emulator import EmulatorServer
 
 CLI = str(Path(sys.executable).with_name("polyv-retriever"))

@@ -1,6 +1,7 @@
 """Input validation and strict parsing of Polyv's task entries."""
 
 import pytest
+
 from polyv_retriever.errors import InvalidInput, UnexpectedResponse
 from polyv_retriever.polyv.models import (
     TaskVideo,

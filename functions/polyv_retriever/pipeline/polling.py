@@ -15,8 +15,7 @@ from typing import Any
 
 from polyv_retriever.errors import PollLimitExceeded
 from polyv_retriever.pipeline.records import RecordStore, RetrievalLayout
-from polyv_retriever.polyv.client import PolyvClient
-from polyv_retriever.polyv.models import VideoStatus
+from polyv_retriever.polyv.models import TaskReader, VideoStatus
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,7 @@ class PollState:
 
 
 def poll_task(
-    client: PolyvClient,
+    client: TaskReader,
     *,
     records: RecordStore,
     layout: RetrievalLayout,

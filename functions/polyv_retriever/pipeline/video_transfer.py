@@ -16,8 +16,7 @@ import urllib3
 
 from polyv_retriever.errors import RetrieverError, VideoNotReady
 from polyv_retriever.pipeline.records import RecordStore, RetrievalLayout, extension_of
-from polyv_retriever.polyv.client import PolyvClient
-from polyv_retriever.polyv.models import VideoStatus
+from polyv_retriever.polyv.models import TaskReader, VideoStatus
 from polyv_retriever.transfer.allowlist import DownloadAllowList
 from polyv_retriever.transfer.engine import Continuation, TransferEngine
 from polyv_retriever.transfer.s3_multipart import S3Destination
@@ -29,7 +28,7 @@ if TYPE_CHECKING:
 
 def transfer_video(
     *,
-    client: PolyvClient,
+    client: TaskReader,
     engine: TransferEngine,
     allowlist: DownloadAllowList,
     pool: urllib3.PoolManager,

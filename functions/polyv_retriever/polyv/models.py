@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from polyv_retriever.errors import InvalidInput, UnexpectedResponse
 
@@ -100,6 +100,12 @@ class RetrievalTask:
 
     def public(self) -> dict[str, Any]:
         return {"taskId": self.task_id, "counts": self.counts(), "videos": [v.public() for v in self.videos]}
+
+
+class TaskReader(Protocol):
+    """What the pipeline needs of Polyv: the client, or an in-memory fake in unit tests."""
+
+    def get_task(self, task_id: str) -> RetrievalTask: ...
 
 
 def validate_task_id(task_id: object) -> str:

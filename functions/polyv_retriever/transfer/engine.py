@@ -123,6 +123,7 @@ class _Run:
     upload_id: str
     time_left: Callable[[], float] | None
     reserve: float
+    journal: _Journal
     uploaded: dict[int, UploadedPart] = field(default_factory=dict)
     error: BaseException | None = None
     stopped_for_time: bool = False
@@ -197,11 +198,24 @@ class TransferEngine:
                     ranged=info.ranged,
                     crc32=checksums.to_s3(existing.crc32),
                 )
-            journal = dest.recall()
-            continuation = Continuation.from_dict(journal) if journal else None
+        # The journal names the upload (crash recovery) and the CRC of every part recorded so far.
+        recorded = dest.recall()
+        if continuation is None and recorded:
+            continuation = Continuation.from_dict(recorded)
+        known_crcs: dict[int, int] = {}
+        if recorded and continuation and recorded.get("upload_id") == continuation.upload_id:
+            known_crcs = {int(n): int(crc) for n, crc in recorded.get("parts", {}).items()}
 
-        upload_id, done = self._resume_or_create(dest, info, the_plan, metadata, continuation)
-        run = _Run(the_plan, upload_id, time_left, self.settings.time_reserve_seconds, uploaded=done)
+        upload_id, done = self._resume_or_create(
+            dest,
+            info=info,
+            the_plan=the_plan,
+            metadata=metadata,
+            continuation=continuation,
+            known_crcs=known_crcs,
+        )
+        journal = _Journal(dest, Continuation(upload_id, info.size, info.etag, the_plan.part_size), done)
+        run = _Run(the_plan, upload_id, time_left, self.settings.time_reserve_seconds, journal, uploaded=done)
         todo = [n for n in range(1, the_plan.part_count + 1) if n not in done]
         try:
             if info.ranged:
@@ -222,7 +236,8 @@ class TransferEngine:
                 source.refreshes,
             )
             if run.stopped_for_time and len(run.uploaded) < the_plan.part_count:
-                result.continuation = Continuation(upload_id, info.size, info.etag, the_plan.part_size)
+                journal.write()
+                result.continuation = journal.continuation
                 return result
             result.crc32 = checksums.to_s3(self._complete_and_verify(dest, run, info))
             result.status, result.seconds = "COPIED", time.monotonic() - began
@@ -236,10 +251,12 @@ class TransferEngine:
     def _resume_or_create(
         self,
         dest: S3Destination,
+        *,
         info: SourceInfo,
         the_plan: Plan,
         metadata: dict[str, str],
         continuation: Continuation | None,
+        known_crcs: dict[int, int],
     ) -> tuple[str, dict[int, UploadedPart]]:
         if continuation is not None:
             if continuation.size != info.size or (continuation.etag or None) != (info.etag or None):
@@ -250,9 +267,7 @@ class TransferEngine:
                 )
             listed = dest.list_parts(continuation.upload_id)
             if listed is not None and continuation.part_size == the_plan.part_size:
-                # Only parts of exactly the planned size count; any other is uploaded again (same number).
-                done = {n: p for n, p in listed.items() if p.size == _part_length(the_plan, n)}
-                return continuation.upload_id, done
+                return continuation.upload_id, _reusable_parts(listed, known_crcs, the_plan)
             if listed is not None:
                 dest.abort(continuation.upload_id)
         upload_id = dest.create(metadata, info.content_type)
@@ -268,8 +283,15 @@ class TransferEngine:
             run.uploaded[number] = part
             run.bytes += len(data)
             run.slowest_part = max(run.slowest_part, time.monotonic() - began)
+        run.journal.record(part)
         if self._on_progress:
             self._on_progress(len(data))
+
+    def _fetch_and_upload(self, source: HttpSource, dest: S3Destination, run: _Run, number: int) -> None:
+        # A function of its own so the part's buffer is released on return: a loop variable would keep it
+        # alive while the next part downloads, doubling the memory per worker.
+        began = time.monotonic()
+        self._upload(dest, run, number, source.read_range(*run.plan.bounds(number)), began)
 
     def _ranged(self, source: HttpSource, dest: S3Destination, run: _Run, todo: list[int]) -> None:
         numbers: Iterator[int] = iter(todo)
@@ -281,10 +303,8 @@ class TransferEngine:
                     number = next(numbers, None)
                 if number is None:
                     return
-                began = time.monotonic()
                 try:
-                    data = source.read_range(*run.plan.bounds(number))
-                    self._upload(dest, run, number, data, began)
+                    self._fetch_and_upload(source, dest, run, number)
                 except BaseException as exc:
                     run.fail(exc)
                     return
@@ -298,24 +318,33 @@ class TransferEngine:
         wanted = set(todo)
 
         def uploader() -> None:
-            while (item := parts.get()) is not None:
+            while True:
+                item = parts.get()
+                if item is None:
+                    return
                 if not run.stop.is_set() or run.stopped_for_time:
                     try:
                         self._upload(dest, run, *item)
                     except BaseException as exc:
                         run.fail(exc)
+                del item  # not held while waiting for the next part
 
         threads = _start_threads(uploader, run.plan.workers)
         try:
             number = todo[0]
-            began = time.monotonic()
-            for data in source.stream(run.plan.bounds(number)[0], run.plan.part_size):
+            pieces = source.stream(run.plan.bounds(number)[0], run.plan.part_size)
+            while True:
+                began = time.monotonic()
+                data = next(pieces, None)
+                if data is None:
+                    break
                 if number in wanted:
                     parts.put((number, data, began))
+                del data  # the queue holds it now; the next part must not be read while we do too
                 number += 1
                 if not run.may_start_part():
+                    pieces.close()
                     break
-                began = time.monotonic()
         except BaseException as exc:
             run.fail(exc)
         finally:
@@ -328,8 +357,9 @@ class TransferEngine:
         parts = [run.uploaded[n] for n in range(1, run.plan.part_count + 1)]
         if sum(p.size for p in parts) != info.size:
             raise IntegrityError(f"the parts add up to {sum(p.size for p in parts)} bytes, not {info.size}")
-        full = parts[0].crc32
-        for part in parts[1:]:
+        full = 0
+        for part in parts:
+            assert part.crc32 is not None  # _reusable_parts admits no part without one
             full = checksums.crc32_combine(full, part.crc32, part.size)
         dest.complete(run.upload_id, parts, full)
         landed = dest.existing()
@@ -341,6 +371,55 @@ class TransferEngine:
             )
         dest.forget()
         return full
+
+
+class _Journal:
+    """The upload's identity and every part's CRC, in S3 beside the upload (see S3Destination.remember).
+
+    Written at most once a second while parts land, and whenever an invocation hands over: an invocation
+    that crashes loses at most the last second's parts, which the next one uploads again.
+    """
+
+    MIN_INTERVAL_SECONDS = 1.0
+
+    def __init__(
+        self, dest: S3Destination, continuation: Continuation, done: dict[int, UploadedPart]
+    ) -> None:
+        self.dest, self.continuation = dest, continuation
+        self._crcs = {n: p.crc32 for n, p in done.items() if p.crc32 is not None}
+        self._lock = threading.Lock()
+        self._written = 0.0
+
+    def record(self, part: UploadedPart) -> None:
+        with self._lock:
+            if part.crc32 is not None:
+                self._crcs[part.number] = part.crc32
+            if time.monotonic() - self._written >= self.MIN_INTERVAL_SECONDS:
+                self._write_locked()
+
+    def write(self) -> None:
+        with self._lock:
+            self._write_locked()
+
+    def _write_locked(self) -> None:
+        self.dest.remember(
+            {**self.continuation.to_dict(), "parts": {str(n): c for n, c in sorted(self._crcs.items())}}
+        )
+        self._written = time.monotonic()
+
+
+def _reusable_parts(
+    listed: dict[int, UploadedPart], known_crcs: dict[int, int], the_plan: Plan
+) -> dict[int, UploadedPart]:
+    """Parts S3 holds that can be kept: of exactly the planned size, with a CRC from S3 or the journal (when
+    both say, they must agree). Any other is uploaded again under the same number, replacing it."""
+    reusable = {}
+    for number, part in listed.items():
+        crc = part.crc32 if part.crc32 is not None else known_crcs.get(number)
+        agreed = part.crc32 is None or number not in known_crcs or known_crcs[number] == part.crc32
+        if crc is not None and agreed and part.size == _part_length(the_plan, number):
+            reusable[number] = UploadedPart(number, part.etag, crc, part.size)
+    return reusable
 
 
 def _part_length(the_plan: Plan, number: int) -> int:

@@ -5,9 +5,10 @@ journal object so that an invocation that died (a crash, a timeout) can be picke
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -21,11 +22,44 @@ if TYPE_CHECKING:
 JOURNAL_PREFIX = "_polyv-retriever/uploads/"
 
 
+class PartBody(io.RawIOBase):
+    """A part buffer as a seekable stream, without copying it. Given ``bytes``, botocore's signers copy the
+    body (the CRT signer wraps it in a new BytesIO); given a stream they read it in small pieces."""
+
+    def __init__(self, data: bytes | bytearray) -> None:
+        super().__init__()
+        self._view = memoryview(data)
+        self._position = 0
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = max(0, min(len(buffer), len(self._view) - self._position))
+        buffer[:count] = self._view[self._position : self._position + count]
+        self._position += count
+        return count
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+
 @dataclass(frozen=True)
 class UploadedPart:
     number: int
     etag: str
-    crc32: int
+    crc32: int | None  # None when S3's ListParts does not say (moto does not; S3 does)
     size: int
 
 
@@ -92,7 +126,7 @@ class S3Destination:
                 Key=self.key,
                 UploadId=upload_id,
                 PartNumber=number,
-                Body=data,  # type: ignore[arg-type]  # botocore sends a bytearray as it is
+                Body=cast(IO[bytes], PartBody(data)),
                 ChecksumCRC32=checksums.to_s3(crc32),
             )
         except (ClientError, BotoCoreError) as exc:
@@ -109,11 +143,11 @@ class S3Destination:
                     Bucket=self.bucket, Key=self.key, UploadId=upload_id, PartNumberMarker=marker
                 )
                 for part in page.get("Parts", []):
-                    if part.get("ChecksumCRC32"):
-                        number = part["PartNumber"]
-                        parts[number] = UploadedPart(
-                            number, part["ETag"], checksums.from_s3(part["ChecksumCRC32"]), part["Size"]
-                        )
+                    crc = part.get("ChecksumCRC32")
+                    number = part["PartNumber"]
+                    parts[number] = UploadedPart(
+                        number, part["ETag"], checksums.from_s3(crc) if crc else None, part["Size"]
+                    )
                 if not page.get("IsTruncated"):
                     return parts
                 marker = int(page["NextPartNumberMarker"])
@@ -132,7 +166,11 @@ class S3Destination:
                 ChecksumType="FULL_OBJECT",
                 MultipartUpload={
                     "Parts": [
-                        {"PartNumber": p.number, "ETag": p.etag, "ChecksumCRC32": checksums.to_s3(p.crc32)}
+                        {
+                            "PartNumber": p.number,
+                            "ETag": p.etag,
+                            "ChecksumCRC32": checksums.to_s3(p.crc32 or 0),
+                        }
                         for p in parts
                     ]
                 },

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from urllib.parse import urljoin
 
@@ -20,6 +20,7 @@ from polyv_retriever.errors import SourceChanged, SourceExpired, SourceUnavailab
 from polyv_retriever.transfer.allowlist import DownloadAllowList
 
 MAX_REDIRECTS = 3
+_READ_SLICE = 256 * 1024
 _READ_TIMEOUT = 60.0
 
 
@@ -181,7 +182,7 @@ class HttpSource:
 
         return self._with_retries(once)
 
-    def stream(self, start: int, chunk_size: int) -> Iterator[bytearray]:
+    def stream(self, start: int, chunk_size: int) -> Generator[bytearray]:
         """The whole body from ``start`` on, in ``chunk_size`` pieces, for servers that ignore Range. After a
         failure it starts over and skips what was already delivered: without Range there is no other way."""
         info = self._require_info()
@@ -212,8 +213,9 @@ class HttpSource:
                 while position < info.size:
                     want = min(chunk_size, info.size - position)
                     piece = _read_exactly(response, want)
-                    position += want
+                    position += want  # only once the bytes are in hand: a failed read is read again
                     yield piece
+                    del piece  # released before the next part is read
                 complete = True
             except SourceUnavailable:
                 failures += 1
@@ -253,7 +255,8 @@ def _read_exactly(response: urllib3.BaseHTTPResponse, length: int) -> bytearray:
     filled = 0
     try:
         while filled < length:
-            got = response.readinto(view[filled:])
+            # Bounded slices: urllib3's readinto reads into a temporary as large as the slice it is given.
+            got = response.readinto(view[filled : filled + _READ_SLICE])
             if not got:
                 raise SourceUnavailable(f"the body ended after {filled} of {length} bytes")
             filled += got

@@ -1,0 +1,45 @@
+"""Full-object CRC32 from part CRCs, and part plans within S3's rules and the memory budget."""
+
+import random
+import zlib
+
+import pytest
+
+from polyv_retriever.transfer import checksums
+from polyv_retriever.transfer.engine import S3_MAX_PARTS, S3_MIN_PART, MiB, TransferSettings, plan
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_combined_part_crcs_equal_the_crc_of_the_whole(seed: int) -> None:
+    rng = random.Random(seed)
+    parts = [rng.randbytes(rng.randint(0, 5000)) for _ in range(rng.randint(1, 8))]
+    combined = zlib.crc32(parts[0])
+    for part in parts[1:]:
+        combined = checksums.crc32_combine(combined, zlib.crc32(part), len(part))
+    assert combined == zlib.crc32(b"".join(parts))
+
+
+def test_s3_checksum_encoding_round_trips() -> None:
+    crc = zlib.crc32(b"hello")
+    assert checksums.from_s3(checksums.to_s3(crc)) == crc
+    assert checksums.to_s3(0x3610A686) == "NhCmhg=="
+
+
+@pytest.mark.parametrize("size", [0, 1, 5 * MiB, 100 * MiB + 7, 4 * 1024 * MiB, 80 * 1024 * MiB, 5 * 1024**4])
+@pytest.mark.parametrize("ranged", [True, False])
+def test_plans_obey_s3_rules_and_the_memory_budget(size: int, ranged: bool) -> None:
+    settings = TransferSettings()
+    p = plan(size, settings, ranged)
+    assert p.part_count <= S3_MAX_PARTS
+    assert p.part_size >= S3_MIN_PART
+    assert p.part_size % MiB == 0
+    assert p.part_size * p.part_count >= size
+    assert p.bounds(p.part_count)[1] == size
+    buffers = p.workers * p.part_size * (1 if ranged else 2)
+    assert buffers <= max(settings.memory_budget, p.part_size * (1 if ranged else 2))
+
+
+def test_memory_in_flight_does_not_grow_with_the_file() -> None:
+    settings = TransferSettings()
+    small, large = plan(400 * MiB, settings, True), plan(4 * 1024 * MiB, settings, True)
+    assert small.workers * small.part_size == large.workers * large.part_size

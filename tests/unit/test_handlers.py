@@ -1,0 +1,155 @@
+"""The thin handlers: events in, core called, results shaped — with in-memory fakes of our interfaces."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from local_stack.moto_server import LocalContext
+from polyv_retriever.handlers import api, check_status, finalize, runtime
+from polyv_retriever.pipeline.retrievals import RetrievalService
+from tests.fakes import FakePolyv, FakeStepFunctions, InMemoryRecords
+
+TASK = "0123456789abcdef0123456789abcdef"
+SM_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:RetrievalStateMachine"
+
+
+@pytest.fixture
+def records(monkeypatch: pytest.MonkeyPatch) -> InMemoryRecords:
+    store = InMemoryRecords()
+    monkeypatch.setattr(runtime, "records", lambda: store)
+    monkeypatch.setattr(
+        runtime,
+        "settings",
+        lambda: runtime.Settings.model_validate(
+            {"BUCKET_NAME": "bkt", "POLYV_CREDENTIALS_PARAMETER": "/p", "STATE_MACHINE_ARN": SM_ARN}
+        ),
+    )
+    return store
+
+
+def test_check_status_returns_the_state_machines_view(
+    records: InMemoryRecords, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtime, "polyv_client", lambda: FakePolyv({"a": "SUCCESS", "b": "PROCESS"}))
+    monkeypatch.setenv("POLL_FIRST_WAIT_SECONDS", "7")
+    monkeypatch.setenv("POLL_MAX_WAIT_SECONDS", "7")
+    result = check_status.handler(
+        {"taskId": TASK, "prefix": "p/", "poll": {"count": 0}}, LocalContext("CheckStatus", 60)
+    )
+    assert result["done"] is False
+    assert 5 <= result["waitSeconds"] <= 7  # the configured wait, less up to 20% jitter
+    assert result["succeeded"] == ["a"]
+    assert f"p/{TASK}/_retrieval/status.json" in records.documents
+
+
+def test_finalize_writes_the_manifest_and_returns_the_summary(records: InMemoryRecords) -> None:
+    event = {
+        "taskId": TASK,
+        "prefix": "p/",
+        "poll": {"failed": []},
+        "transfers": [{"vid": "a", "status": "COPIED", "result": {"size": 4}}],
+    }
+    summary = finalize.handler(event, LocalContext("Finalize", 60))
+    assert summary["outcome"] == "COMPLETE"
+    assert records.documents[f"p/{TASK}/manifest.json"]["counts"]["COPIED"] == 1
+
+
+# --- the API ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sfn(records: InMemoryRecords, monkeypatch: pytest.MonkeyPatch) -> FakeStepFunctions:
+    fake = FakeStepFunctions()
+    polyv = FakePolyv()
+    polyv.create_task = lambda vids, days: "fedcba9876543210fedcba9876543210"  # type: ignore[attr-defined]
+    service = RetrievalService(fake, SM_ARN, records, "bkt", lambda: polyv)  # type: ignore[arg-type]
+    monkeypatch.setattr(api, "service", lambda: service)
+    return fake
+
+
+def call(method: str, path: str, body: Any = None, raw: str | None = None) -> tuple[int, dict[str, Any]]:
+    resource = "/retrievals/{retrieval_id}" if path.count("/") == 2 else "/retrievals"
+    event = {
+        "httpMethod": method,
+        "path": path,
+        "resource": resource,
+        "pathParameters": {"retrieval_id": path.rsplit("/", 1)[1]} if resource.endswith("}") else None,
+        "headers": {"Content-Type": "application/json"},
+        "body": raw if raw is not None else (json.dumps(body) if body is not None else None),
+        "requestContext": {"requestId": "req-1", "resourcePath": resource, "httpMethod": method},
+    }
+    answer = api.handler(event, LocalContext("Api", 30))
+    return answer["statusCode"], json.loads(answer["body"])
+
+
+def test_post_starts_one_execution_named_after_the_task(sfn: FakeStepFunctions) -> None:
+    status, body = call("POST", "/retrievals", {"taskId": TASK, "prefix": "backup/"})
+    assert status == 202
+    assert body["retrievalId"] == TASK
+    assert body["status"] == "RUNNING"
+    assert body["destination"] == f"s3://bkt/backup/{TASK}/"
+    assert list(sfn.executions) == [SM_ARN.replace(":stateMachine:", ":execution:") + ":" + TASK]
+    assert json.loads(next(iter(sfn.executions.values()))["input"]) == {"taskId": TASK, "prefix": "backup/"}
+
+
+def test_a_repeated_post_does_not_start_a_second_execution(sfn: FakeStepFunctions) -> None:
+    assert call("POST", "/retrievals", {"taskId": TASK})[0] == 202
+    status, body = call("POST", "/retrievals", {"taskId": TASK})
+    assert status == 200
+    assert body["retrievalId"] == TASK
+    assert len(sfn.executions) == 1
+
+
+def test_post_with_vids_creates_the_polyv_task_first(sfn: FakeStepFunctions) -> None:
+    status, body = call("POST", "/retrievals", {"vids": ["v1", "v2"], "expireDays": 3})
+    assert status == 202
+    assert body["taskId"] == "fedcba9876543210fedcba9876543210"
+
+
+@pytest.mark.parametrize(
+    ("body", "raw", "message"),
+    [
+        (None, "{not json", "the body is not valid JSON"),
+        ({}, None, "give either taskId or vids"),
+        ({"taskId": TASK, "vids": ["a"]}, None, "give either taskId or vids"),
+        ({"taskId": "short"}, None, "taskId 'short' is malformed"),
+        ({"taskId": 42}, None, "taskId: Input should be a valid string"),
+        ({"vids": [], "expireDays": 1}, None, "vids must be a non-empty list"),
+        ({"vids": [f"v{i}" for i in range(101)], "expireDays": 1}, None, "101 vids given"),
+        ({"vids": ["a"]}, None, "expireDays (1-7) is required with vids"),
+        ({"vids": ["a"], "expireDays": 0}, None, "expireDays must be an integer from 1 to 7"),
+        ({"vids": ["a"], "expireDays": 8}, None, "expireDays must be an integer from 1 to 7"),
+        ({"taskId": TASK, "color": "red"}, None, "color: Extra inputs are not permitted"),
+        ({"taskId": TASK, "prefix": "../x/"}, None, "prefix '../x/' is malformed"),
+        ({"taskId": TASK, "prefix": "no-slash"}, None, "prefix 'no-slash' is malformed"),
+    ],
+)
+def test_bad_input_is_a_400_naming_the_problem(
+    sfn: FakeStepFunctions, body: Any, raw: str | None, message: str
+) -> None:
+    status, answer = call("POST", "/retrievals", body, raw)
+    assert status == 400
+    assert message in answer["message"]
+    assert sfn.executions == {}
+
+
+def test_get_tells_where_a_retrieval_stands(sfn: FakeStepFunctions, records: InMemoryRecords) -> None:
+    call("POST", "/retrievals", {"taskId": TASK})
+    records.put_json(f"polyv/{TASK}/_retrieval/status.json", {"counts": {"SUCCESS": 1}, "done": True})
+    records.put_json(
+        f"polyv/{TASK}/_retrieval/videos/a.json", {"vid": "a", "status": "RUNNING", "bytesTransferred": 99}
+    )
+    status, body = call("GET", f"/retrievals/{TASK}")
+    assert status == 200
+    assert body["status"] == "RUNNING"
+    assert body["polyv"]["counts"] == {"SUCCESS": 1}
+    assert body["transfers"]["a"]["bytesTransferred"] == 99
+    assert body["bytesCopied"] == 99
+
+
+def test_get_unknown_is_404_and_malformed_is_400(sfn: FakeStepFunctions) -> None:
+    assert call("GET", f"/retrievals/{TASK}") == (404, {"message": f"no retrieval {TASK}"})
+    assert call("GET", "/retrievals/bad!id")[0] == 400
