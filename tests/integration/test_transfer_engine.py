@@ -123,7 +123,7 @@ def test_an_expired_url_is_refreshed_and_the_copy_goes_on(
     video = Video(emulator, "vexpire", 16 * MiB)
     expired = []
 
-    def expire_once(_: int) -> None:
+    def expire_once(_moved: int, _total: int) -> None:
         if not expired:
             expired.append(True)
             emulator.expire_urls()  # every URL handed out so far now answers 403
@@ -144,7 +144,7 @@ def test_an_expired_url_that_cannot_be_refreshed_fails_cleanly(
     video = Video(emulator, "vdead", 16 * MiB)
     fixed = video.url()
     one_at_a_time = TransferSettings(min_part_size=5 * MiB, max_workers=1)
-    engine = TransferEngine(one_at_a_time, on_progress=lambda _: emulator.expire_urls())
+    engine = TransferEngine(one_at_a_time, on_progress=lambda *_: emulator.expire_urls())
     with pytest.raises(errors.SourceExpired):
         engine.copy(video.source(lambda: fixed), S3Destination(s3, bucket, "vdead.mp4"), metadata={})
     assert_clean_failure(s3, bucket, "vdead.mp4")

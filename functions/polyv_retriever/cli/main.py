@@ -94,7 +94,45 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("vids", metavar="VID", nargs="+")
     create.add_argument("--expire-days", type=int, required=True, help="1-7: how long the thawed files stay")
     create.set_defaults(run=cmd_create)
+
+    copy = commands.add_parser("copy", help="copy one download URL into S3 (the transfer engine alone)")
+    copy.add_argument("url", metavar="URL")
+    copy.add_argument("destination", metavar="s3://BUCKET/KEY")
+    copy.add_argument("--vid", help="record this Polyv vid in the object's metadata")
+    copy.add_argument("--json", action="store_true", help="print the result as one line of JSON")
+    copy.set_defaults(run=_lazy("copy", "cmd_copy"))
+
+    run = commands.add_parser(
+        "run",
+        parents=[common],
+        help="the whole pipeline on the local stack (no AWS needed)",
+        description="Without credentials (or with --demo): the Polyv emulator and a demo task. With "
+        "POLYV_APP_ID/POLYV_APP_SECRET: the real Polyv, --task-id or VID... --expire-days N.",
+    )
+    run.add_argument("vids", metavar="VID", nargs="*")
+    run.add_argument("--task-id", help="an existing Polyv retrieval task")
+    run.add_argument("--expire-days", type=int, help="with VIDs: 1-7")
+    run.add_argument("--demo", action="store_true", help="use the emulator even if credentials are set")
+    run.add_argument("--verbose", action="store_true", help="show the functions' logs")
+    run.add_argument(
+        "--timeout", type=float, default=3 * 86400, help="give up watching after this many seconds"
+    )
+    run.set_defaults(run=_lazy("run", "cmd_run"))
     return parser
+
+
+def _lazy(module: str, function: str) -> Callable[[argparse.Namespace], int]:
+    """Import a command's module only when it runs: `run` pulls in the local stack (moto)."""
+
+    def command(args: argparse.Namespace) -> int:
+        import importlib
+
+        handler: Callable[[argparse.Namespace], int] = getattr(
+            importlib.import_module(f"polyv_retriever.cli.{module}"), function
+        )
+        return handler(args)
+
+    return command
 
 
 def main(argv: Sequence[str] | None = None) -> int:

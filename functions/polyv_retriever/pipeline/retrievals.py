@@ -55,8 +55,13 @@ class RetrievalService:
             vids, days = validate_vids(vids), validate_expire_days(expire_days)
             task_id = self._polyv().create_task(vids, days)
         task_id = validate_task_id(task_id)
-        started = True
         try:
+            return False, self.describe(task_id)
+        except RetrievalNotFound:
+            pass
+        try:
+            # Two POSTs racing past the lookup still make one execution: names are unique per state
+            # machine, and a repeat with the same input while it runs is answered with the same execution.
             self.sfn.start_execution(
                 stateMachineArn=self.state_machine_arn,
                 name=task_id,
@@ -65,8 +70,8 @@ class RetrievalService:
         except ClientError as exc:
             if _error_code(exc) != "ExecutionAlreadyExists":
                 raise StorageError(f"StartExecution failed: {_error_code(exc)}") from None
-            started = False
-        return started, self.describe(task_id)
+            return False, self.describe(task_id)
+        return True, self.describe(task_id)
 
     def describe(self, retrieval_id: str) -> dict[str, Any]:
         task_id = validate_task_id(retrieval_id)

@@ -103,7 +103,7 @@ class _ProgressRecorder:
         self._last = time.monotonic()
         self._began = self._last
 
-    def __call__(self, moved: int) -> None:
+    def __call__(self, moved: int, total: int) -> None:
         with self._lock:
             self._bytes += moved
             now = time.monotonic()
@@ -114,6 +114,7 @@ class _ProgressRecorder:
                 **self._record,
                 "status": "RUNNING",
                 "bytesTransferred": self._bytes,
+                "size": total,
                 "bytesPerSecond": round(self._bytes / max(now - self._began, 1e-6)),
                 "updatedAt": time.time(),
             }

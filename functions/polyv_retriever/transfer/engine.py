@@ -158,12 +158,13 @@ class TransferEngine:
     def __init__(
         self,
         settings: TransferSettings | None = None,
-        on_progress: Callable[[int], None] | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> None:
+        """``on_progress(bytes_just_moved, total_size)`` is called from the workers after each part."""
         self.settings = settings or TransferSettings()
         self._on_progress = on_progress
 
-    def with_progress(self, on_progress: Callable[[int], None]) -> TransferEngine:
+    def with_progress(self, on_progress: Callable[[int, int], None]) -> TransferEngine:
         return TransferEngine(self.settings, on_progress)
 
     def copy(
@@ -285,7 +286,7 @@ class TransferEngine:
             run.slowest_part = max(run.slowest_part, time.monotonic() - began)
         run.journal.record(part)
         if self._on_progress:
-            self._on_progress(len(data))
+            self._on_progress(len(data), run.plan.size)
 
     def _fetch_and_upload(self, source: HttpSource, dest: S3Destination, run: _Run, number: int) -> None:
         # A function of its own so the part's buffer is released on return: a loop variable would keep it

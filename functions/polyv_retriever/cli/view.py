@@ -1,0 +1,117 @@
+"""What the CLI shows: live per-video progress of a retrieval, a summary table, a transfer progress bar.
+
+On a terminal the progress is a live table; otherwise (a pipe, CI) one line per change, so logs stay short.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from types import TracebackType
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+console = Console(highlight=False)
+
+
+def _megabytes(value: float | None) -> str:
+    return "-" if value is None else f"{value / 1e6:,.1f} MB"
+
+
+def _rows(retrieval: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    polyv = {v["vid"]: v["status"] for v in (retrieval.get("polyv") or {}).get("videos", [])}
+    transfers = retrieval.get("transfers") or {}
+    rows = []
+    for vid in sorted(set(polyv) | set(transfers)):
+        record = transfers.get(vid, {})
+        moved = (
+            record.get("size")
+            if record.get("status") in ("COPIED", "SKIPPED")
+            else record.get("bytesTransferred")
+        )
+        speed = record.get("bytesPerSecond") or (
+            record["size"] / record["seconds"]
+            if record.get("seconds") and record.get("status") == "COPIED"
+            else None
+        )
+        rows.append(
+            (
+                vid,
+                polyv.get(vid, "?"),
+                record.get("status", "-"),
+                f"{_megabytes(moved)} / {_megabytes(record.get('size'))}" if record else "-",
+                f"{speed / 1e6:,.0f} MB/s" if speed else "-",
+            )
+        )
+    return rows
+
+
+def progress_table(retrieval: dict[str, Any]) -> Table:
+    table = Table(title=f"retrieval {retrieval['retrievalId']}: {retrieval['status']}", title_justify="left")
+    for column in ("vid", "Polyv", "transfer", "bytes", "speed"):
+        table.add_column(column, justify="right" if column in ("bytes", "speed") else "left")
+    for row in _rows(retrieval):
+        table.add_row(*row)
+    return table
+
+
+class ProgressView:
+    def __init__(self) -> None:
+        self._live = Live(console=console, refresh_per_second=4) if console.is_terminal else None
+        self._seen: dict[str, tuple[str, str]] = {}
+        self._started = time.monotonic()
+
+    def __enter__(self) -> ProgressView:
+        if self._live:
+            self._live.__enter__()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._live:
+            self._live.__exit__(kind, error, tb)
+
+    def update(self, retrieval: dict[str, Any]) -> None:
+        if self._live:
+            self._live.update(progress_table(retrieval))
+            return
+        for vid, polyv, transfer, moved, speed in _rows(retrieval):
+            if self._seen.get(vid) != (polyv, transfer):
+                self._seen[vid] = (polyv, transfer)
+                elapsed = time.monotonic() - self._started
+                detail = f"  {moved}  {speed}" if transfer in ("COPIED", "SKIPPED") else ""
+                print(
+                    f"  [{elapsed:5.1f}s] {vid:<16} Polyv {polyv:<8} transfer {transfer:<8}{detail}",
+                    flush=True,
+                )
+
+
+def print_summary(retrieval: dict[str, Any]) -> None:
+    result = retrieval.get("result") or {}
+    counts = ", ".join(f"{n} {k}" for k, n in result.get("counts", {}).items() if n)
+    table = progress_table(retrieval)
+    table.title = None
+    outcome = result.get("outcome", "-")
+    console.print(
+        f"\nretrieval {retrieval['retrievalId']}: {retrieval['status']}, {outcome} ({counts})", soft_wrap=True
+    )
+    console.print(table)
+    console.print(f"manifest: {result.get('manifest', '-')}", soft_wrap=True)
+
+
+def transfer_progress() -> Progress:
+    """A bytes progress bar for ``copy``, drawn only on a terminal."""
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(file=sys.stderr),
+        disable=not sys.stderr.isatty(),
+    )
