@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -82,9 +83,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.vids and args.expire_days is None:
         raise errors.InvalidInput("VIDs need --expire-days (1-7)")
 
+    # A demo's waits are short; a real task keeps the template's real waits. The download allow-list is the
+    # template's parameter, overridden from POLYV_DOWNLOAD_ALLOW as a deployment would override it.
+    parameters = dict(FAST_POLLING) if real is None else {}
+    if real is not None and os.environ.get("POLYV_DOWNLOAD_ALLOW"):
+        parameters["DownloadAllowList"] = os.environ["POLYV_DOWNLOAD_ALLOW"]
     options = StackOptions(
-        # A demo's waits are short; a real task keeps the template's real waits.
-        parameters=dict(FAST_POLLING) if real is None else {},
+        parameters=parameters,
         polyv_credentials=real,
         polyv_api_base_url=args.api_base_url,
         # The functions' own logs (CloudWatch's, in AWS) would bury the progress; --verbose shows them.
