@@ -51,6 +51,9 @@ infra-check: $(STAMP) ## sam validate --lint, statelint on the state machine, sa
 	$(BIN)/statelint infra/statemachine/retrieval.asl.json
 	$(SAM) build --region $(REGION)
 
+openapi: $(STAMP) ## regenerate infra/openapi.json from the API's models
+	$(BIN)/python -c 'from polyv_retriever.handlers.api import openapi_document as d; print(d())' > infra/openapi.json
+
 bench: $(STAMP) ## transfer benchmarks (see bench/README)
 	$(BIN)/python bench/transfer_bench.py
 
@@ -61,4 +64,4 @@ deploy: $(STAMP) ## sam build + sam deploy (needs AWS credentials; guided the fi
 clean: ## remove the venv and build output
 	rm -rf $(VENV) .aws-sam .mypy_cache .ruff_cache .pytest_cache
 
-.PHONY: help install demo test pytest unit lint format typecheck infra-check bench deploy clean
+.PHONY: help install demo test pytest unit lint format typecheck infra-check openapi bench deploy clean

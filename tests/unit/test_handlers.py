@@ -9,25 +9,10 @@ import pytest
 
 from local_stack.moto_server import LocalContext
 from polyv_retriever.handlers import api, check_status, finalize, runtime
-from polyv_retriever.pipeline.retrievals import RetrievalService
 from tests.fakes import FakePolyv, FakeStepFunctions, InMemoryRecords
 
 TASK = "0123456789abcdef0123456789abcdef"
 SM_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:RetrievalStateMachine"
-
-
-@pytest.fixture
-def records(monkeypatch: pytest.MonkeyPatch) -> InMemoryRecords:
-    store = InMemoryRecords()
-    monkeypatch.setattr(runtime, "records", lambda: store)
-    monkeypatch.setattr(
-        runtime,
-        "settings",
-        lambda: runtime.Settings.model_validate(
-            {"BUCKET_NAME": "bkt", "POLYV_CREDENTIALS_PARAMETER": "/p", "STATE_MACHINE_ARN": SM_ARN}
-        ),
-    )
-    return store
 
 
 def test_check_status_returns_the_state_machines_view(
@@ -58,16 +43,6 @@ def test_finalize_writes_the_manifest_and_returns_the_summary(records: InMemoryR
 
 
 # --- the API ---------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def sfn(records: InMemoryRecords, monkeypatch: pytest.MonkeyPatch) -> FakeStepFunctions:
-    fake = FakeStepFunctions()
-    polyv = FakePolyv()
-    polyv.create_task = lambda vids, days: "fedcba9876543210fedcba9876543210"  # type: ignore[attr-defined]
-    service = RetrievalService(fake, SM_ARN, records, "bkt", lambda: polyv)  # type: ignore[arg-type]
-    monkeypatch.setattr(api, "service", lambda: service)
-    return fake
 
 
 def call(method: str, path: str, body: Any = None, raw: str | None = None) -> tuple[int, dict[str, Any]]:
@@ -153,3 +128,13 @@ def test_get_tells_where_a_retrieval_stands(sfn: FakeStepFunctions, records: InM
 def test_get_unknown_is_404_and_malformed_is_400(sfn: FakeStepFunctions) -> None:
     assert call("GET", f"/retrievals/{TASK}") == (404, {"message": f"no retrieval {TASK}"})
     assert call("GET", "/retrievals/bad!id")[0] == 400
+
+
+def test_the_committed_openapi_document_is_the_one_the_code_generates() -> None:
+    from pathlib import Path
+
+    committed = (Path(__file__).parents[2] / "infra/openapi.json").read_text()
+    assert json.loads(committed) == json.loads(api.openapi_document()), "run `make openapi`"
+    paths = json.loads(committed)["paths"]
+    assert set(paths) == {"/retrievals", "/retrievals/{retrieval_id}"}
+    assert "400" in paths["/retrievals"]["post"]["responses"]

@@ -158,3 +158,14 @@ def _upstream(exc: errors.RetrieverError) -> Response[str]:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)
+
+
+def openapi_document() -> str:
+    """The API's OpenAPI description, from the same models and routes that validate requests
+    (`make openapi` writes it to infra/openapi.json; a test keeps the two in step)."""
+    return app.get_openapi_json_schema(
+        title="polyv-retriever",
+        version="1.0.0",
+        summary="Retrieve Polyv source files into your own S3 bucket",
+        description="REST API behind IAM auth (SigV4). Retrieval ids are Polyv taskIds.",
+    )

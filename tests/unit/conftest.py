@@ -1,0 +1,35 @@
+"""Unit fixtures: the handlers wired to in-memory fakes of our interfaces."""
+
+from __future__ import annotations
+
+import pytest
+
+from polyv_retriever.handlers import api, runtime
+from polyv_retriever.pipeline.retrievals import RetrievalService
+from tests.fakes import FakePolyv, FakeStepFunctions, InMemoryRecords
+
+SM_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:RetrievalStateMachine"
+
+
+@pytest.fixture
+def records(monkeypatch: pytest.MonkeyPatch) -> InMemoryRecords:
+    store = InMemoryRecords()
+    monkeypatch.setattr(runtime, "records", lambda: store)
+    monkeypatch.setattr(
+        runtime,
+        "settings",
+        lambda: runtime.Settings.model_validate(
+            {"BUCKET_NAME": "bkt", "POLYV_CREDENTIALS_PARAMETER": "/p", "STATE_MACHINE_ARN": SM_ARN}
+        ),
+    )
+    return store
+
+
+@pytest.fixture
+def sfn(records: InMemoryRecords, monkeypatch: pytest.MonkeyPatch) -> FakeStepFunctions:
+    fake = FakeStepFunctions()
+    polyv = FakePolyv()
+    polyv.create_task = lambda vids, days: "fedcba9876543210fedcba9876543210"  # type: ignore[attr-defined]
+    service = RetrievalService(fake, SM_ARN, records, "bkt", lambda: polyv)  # type: ignore[arg-type]
+    monkeypatch.setattr(api, "service", lambda: service)
+    return fake
