@@ -13,6 +13,7 @@ import sys
 import textwrap
 import time
 import tracemalloc
+import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,7 @@ from polyv_emulator.content import VideoContent
 from polyv_retriever import errors
 from polyv_retriever.polyv.client import PolyvClient
 from polyv_retriever.polyv.credentials import Credentials
+from polyv_retriever.transfer import checksums
 from polyv_retriever.transfer.allowlist import DEFAULT_ALLOW, DownloadAllowList
 from polyv_retriever.transfer.engine import Continuation, MiB, TransferEngine, TransferSettings
 from polyv_retriever.transfer.s3_multipart import JOURNAL_PREFIX, S3Destination
@@ -73,12 +75,13 @@ def assert_clean_failure(s3: S3Client, bucket: str, key: str) -> None:
 
 
 @pytest.mark.parametrize("ranges", [True, False], ids=["ranged", "single-stream"])
-def test_copy_is_byte_exact_with_a_full_object_checksum(
-    emulator: EmulatorServer, s3: S3Client, bucket: str, ranges: bool
+@pytest.mark.parametrize("checksum_type", ["FULL_OBJECT", "COMPOSITE"])
+def test_copy_is_byte_exact_with_the_checksum_s3_verified(
+    emulator: EmulatorServer, s3: S3Client, bucket: str, ranges: bool, checksum_type: str
 ) -> None:
     emulator.set_faults(dl_ignore_range=not ranges)
     video = Video(emulator, "vexact", 17 * MiB + 12345)
-    dest = S3Destination(s3, bucket, "out/vexact.mp4")
+    dest = S3Destination(s3, bucket, "out/vexact.mp4", checksum_type)
 
     result = TransferEngine(SMALL_PARTS).copy(video.source(), dest, metadata={"polyv-vid": "vexact"})
 
@@ -88,7 +91,12 @@ def test_copy_is_byte_exact_with_a_full_object_checksum(
     assert object_sha256(s3, bucket, "out/vexact.mp4") == video.sha256()
     head = s3.head_object(Bucket=bucket, Key="out/vexact.mp4", ChecksumMode="ENABLED")
     assert head["ContentLength"] == video.size
-    assert head["ChecksumCRC32"] == result.crc32  # S3's full-object CRC equals the one we combined
+    assert S3Destination.checksum_matches(head["ChecksumCRC32"], str(result.s3_checksum))
+    assert result.crc32 == checksums.to_s3(zlib.crc32(VideoContent("vexact", video.size).read()))
+    if checksum_type == "FULL_OBJECT":
+        assert head["ChecksumCRC32"] == result.crc32  # S3's whole-file CRC equals the one we combined
+    else:
+        assert str(result.s3_checksum).endswith("-4")  # a CRC of the 4 part CRCs
     assert head["Metadata"]["polyv-vid"] == "vexact"
     assert head["Metadata"]["source-size"] == str(video.size)
     assert open_uploads(s3, bucket) == []

@@ -11,14 +11,13 @@ import argparse
 import json
 import re
 
-import boto3
 import urllib3
 
 from polyv_retriever.cli.view import transfer_progress
 from polyv_retriever.errors import InvalidInput
 from polyv_retriever.transfer.allowlist import DownloadAllowList
 from polyv_retriever.transfer.engine import TransferEngine, TransferSettings
-from polyv_retriever.transfer.s3_multipart import S3Destination
+from polyv_retriever.transfer.s3_multipart import S3Destination, s3_client
 from polyv_retriever.transfer.source import HttpSource
 
 _S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.+)$")
@@ -28,8 +27,9 @@ def cmd_copy(args: argparse.Namespace) -> int:
     match = _S3_URI.match(args.destination)
     if not match:
         raise InvalidInput(f"destination {args.destination!r} is not s3://BUCKET/KEY")
+    settings = TransferSettings.from_env()
     source = HttpSource(lambda: str(args.url), DownloadAllowList.from_env(), urllib3.PoolManager(maxsize=32))
-    dest = S3Destination(boto3.client("s3"), match["bucket"], match["key"])
+    dest = S3Destination(s3_client(), match["bucket"], match["key"], settings.checksum_type)
     metadata = {"polyv-vid": args.vid} if args.vid else {}
 
     with transfer_progress() as bar:
@@ -38,9 +38,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
         def advance(moved: int, total: int) -> None:
             bar.update(task, advance=moved, total=total)
 
-        result = TransferEngine(TransferSettings.from_env(), on_progress=advance).copy(
-            source, dest, metadata=metadata
-        )
+        result = TransferEngine(settings, on_progress=advance).copy(source, dest, metadata=metadata)
 
     if args.json:
         print(json.dumps(result.to_dict()))

@@ -25,6 +25,7 @@ from polyv_retriever import errors
 from polyv_retriever.cli.view import ProgressView, print_summary
 from polyv_retriever.polyv import credentials
 from polyv_retriever.polyv.client import PolyvClient
+from polyv_retriever.transfer.s3_multipart import S3Destination
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -189,8 +190,8 @@ def _verify_object(s3: S3Client, bucket: str, entry: dict[str, Any], stack: Loca
     head = s3.head_object(Bucket=bucket, Key=entry["key"], ChecksumMode="ENABLED")
     if head["ContentLength"] != entry["size"]:
         return [f"{entry['vid']}: {head['ContentLength']} bytes in S3, manifest says {entry['size']}"]
-    if head.get("ChecksumCRC32") != entry.get("crc32"):
-        found, recorded = head.get("ChecksumCRC32"), entry.get("crc32")
+    if not S3Destination.checksum_matches(head.get("ChecksumCRC32"), str(entry.get("s3Checksum"))):
+        found, recorded = head.get("ChecksumCRC32"), entry.get("s3Checksum")
         return [f"{entry['vid']}: S3's CRC32 {found} is not the manifest's {recorded}"]
     if stack is not None and stack.emulator is not None:
         expected = stack.emulator.video(entry["vid"]).content().sha256()

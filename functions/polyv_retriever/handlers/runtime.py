@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from polyv_retriever.pipeline.records import S3RecordStore
 from polyv_retriever.polyv import credentials
 from polyv_retriever.polyv.client import PolyvClient
+from polyv_retriever.transfer.s3_multipart import s3_client
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -48,7 +49,7 @@ _AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_c
 
 @cache
 def s3() -> S3Client:
-    return boto3.client("s3", config=_AWS_CONFIG)
+    return s3_client()
 
 
 @cache

@@ -32,7 +32,11 @@ def finalize(
         if item.get("status") in ("COPIED", "SKIPPED"):
             result = item.get("result") or {}
             videos.append(
-                {"vid": item["vid"], "outcome": item["status"], **_pick(result, "key", "size", "crc32")}
+                {
+                    "vid": item["vid"],
+                    "outcome": item["status"],
+                    **_pick(result, "key", "size", "crc32", "s3Checksum"),
+                }
             )
         else:
             error = item.get("error") or {}

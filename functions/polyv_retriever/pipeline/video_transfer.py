@@ -58,7 +58,7 @@ def transfer_video(
         key = layout.video_key(vid, extension_of(source.current_url))
         result = engine.copy(
             source,
-            S3Destination(s3, bucket, key),
+            S3Destination(s3, bucket, key, engine.settings.checksum_type),
             metadata={"polyv-vid": vid, "polyv-task-id": task_id},
             continuation=Continuation.from_dict(continuation) if continuation else None,
             time_left=time_left,
@@ -73,6 +73,7 @@ def transfer_video(
         "key": key,
         "size": result.size,
         "crc32": result.crc32,
+        "s3Checksum": result.s3_checksum,
         "bytesTransferred": result.bytes_transferred,
         "seconds": round(result.seconds, 3),
         "parts": result.parts,

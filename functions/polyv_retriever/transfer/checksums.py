@@ -9,6 +9,7 @@ differs from the one we send: that compares what S3 assembled with what we read 
 from __future__ import annotations
 
 import base64
+import zlib
 
 _POLY = 0xEDB88320
 
@@ -48,6 +49,12 @@ def crc32_combine(crc1: int, crc2: int, length2: int) -> int:
         if not length2:
             break
     return crc1 ^ crc2
+
+
+def composite(part_crcs: list[int]) -> str:
+    """S3's COMPOSITE multipart checksum: the CRC32 of the parts' CRC32s, with the part count."""
+    joined = b"".join(crc.to_bytes(4, "big") for crc in part_crcs)
+    return f"{to_s3(zlib.crc32(joined))}-{len(part_crcs)}"
 
 
 def to_s3(crc: int) -> str:

@@ -43,6 +43,8 @@ class TransferSettings:
     max_workers: int = 8
     #: Seconds kept in hand at the end of an invocation, beyond the slowest part seen so far.
     time_reserve_seconds: float = 20.0
+    #: How S3 records the object's CRC32: FULL_OBJECT (the whole file's) or COMPOSITE (see s3_multipart).
+    checksum_type: str = "FULL_OBJECT"
 
     @classmethod
     def from_env(cls) -> TransferSettings:
@@ -52,6 +54,7 @@ class TransferSettings:
             min_part_size=int(env.get("TRANSFER_MIN_PART_MB", "8")) * MiB,
             max_workers=int(env.get("TRANSFER_MAX_WORKERS", "8")),
             time_reserve_seconds=float(env.get("TRANSFER_TIME_RESERVE_SECONDS", "20")),
+            checksum_type=env.get("TRANSFER_CHECKSUM_TYPE", "FULL_OBJECT"),
         )
 
 
@@ -106,7 +109,8 @@ class TransferResult:
     workers: int = 0
     ranged: bool = True
     url_refreshes: int = 0
-    crc32: str | None = None
+    crc32: str | None = None  # the whole file's CRC32, combined from the parts as we read them
+    s3_checksum: str | None = None  # what S3 reports (and we verified) for the object
     continuation: Continuation | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -188,7 +192,7 @@ class TransferEngine:
             if (
                 existing is not None
                 and existing.size == info.size
-                and existing.crc32 is not None
+                and existing.checksum is not None  # only a multipart upload of ours that completed has one
                 and all(existing.metadata.get(k) == v for k, v in metadata.items())
             ):
                 return TransferResult(
@@ -197,7 +201,7 @@ class TransferEngine:
                     info.size,
                     parts=the_plan.part_count,
                     ranged=info.ranged,
-                    crc32=checksums.to_s3(existing.crc32),
+                    s3_checksum=existing.checksum,
                 )
         # The journal names the upload (crash recovery) and the CRC of every part recorded so far.
         recorded = dest.recall()
@@ -240,7 +244,8 @@ class TransferEngine:
                 journal.write()
                 result.continuation = journal.continuation
                 return result
-            result.crc32 = checksums.to_s3(self._complete_and_verify(dest, run, info))
+            full, result.s3_checksum = self._complete_and_verify(dest, run, info)
+            result.crc32 = checksums.to_s3(full)
             result.status, result.seconds = "COPIED", time.monotonic() - began
             return result
         except BaseException:
@@ -354,7 +359,7 @@ class TransferEngine:
             for thread in threads:
                 thread.join()
 
-    def _complete_and_verify(self, dest: S3Destination, run: _Run, info: SourceInfo) -> int:
+    def _complete_and_verify(self, dest: S3Destination, run: _Run, info: SourceInfo) -> tuple[int, str]:
         parts = [run.uploaded[n] for n in range(1, run.plan.part_count + 1)]
         if sum(p.size for p in parts) != info.size:
             raise IntegrityError(f"the parts add up to {sum(p.size for p in parts)} bytes, not {info.size}")
@@ -363,15 +368,15 @@ class TransferEngine:
             assert part.crc32 is not None  # _reusable_parts admits no part without one
             full = checksums.crc32_combine(full, part.crc32, part.size)
         dest.complete(run.upload_id, parts, full)
-        landed = dest.existing()
-        if landed is None or landed.size != info.size or (landed.crc32 is not None and landed.crc32 != full):
+        landed, expected = dest.existing(), dest.expected_checksum(parts, full)
+        if landed is None or landed.size != info.size or not dest.checksum_matches(landed.checksum, expected):
             dest.delete_object()
+            found = (landed.size, landed.checksum) if landed else None
             raise IntegrityError(
-                f"{dest.uri} does not match the source after completion "
-                f"(size {landed.size if landed else None} vs {info.size})"
+                f"{dest.uri} does not match the source after completion: {found} vs {info.size}, {expected}"
             )
         dest.forget()
-        return full
+        return full, expected
 
 
 class _Journal:

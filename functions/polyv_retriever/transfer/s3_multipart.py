@@ -12,11 +12,15 @@ from typing import IO, TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from polyv_retriever.errors import StorageError
+from polyv_retriever.errors import InvalidInput, StorageError
 from polyv_retriever.transfer import checksums
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+#: FULL_OBJECT: S3 keeps the whole file's CRC32 (what a user can check a download against). COMPOSITE: a CRC
+#: of the part CRCs ("...-N"), what boto3's upload_file uses; cheaper on moto, the same on S3.
+CHECKSUM_TYPES = ("FULL_OBJECT", "COMPOSITE")
 
 #: Journals live beside the data, under one prefix that a lifecycle rule expires.
 JOURNAL_PREFIX = "_polyv-retriever/uploads/"
@@ -67,7 +71,25 @@ class UploadedPart:
 class ExistingObject:
     size: int
     metadata: dict[str, str]
-    crc32: int | None  # full-object CRC32, when S3 has one
+    checksum: str | None  # S3's ChecksumCRC32 as it reports it: full-object, or composite ("...-N")
+
+
+def s3_client() -> S3Client:
+    """The S3 client for transfers (the Lambdas' and the CLI's).
+
+    Payload signing is off: every part carries its CRC32 in a signed header and S3 verifies the body against
+    it, so SigV4's SHA-256 over the body adds CPU and no integrity. Over HTTPS botocore already sends
+    UNSIGNED-PAYLOAD; this makes plain-HTTP endpoints (the local stack) behave the same.
+    """
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 5},
+        max_pool_connections=32,
+        s3={"payload_signing_enabled": False},
+    )
+    return boto3.client("s3", config=config)
 
 
 def _storage_error(action: str, exc: Exception) -> StorageError:
@@ -78,8 +100,10 @@ def _storage_error(action: str, exc: Exception) -> StorageError:
 
 
 class S3Destination:
-    def __init__(self, s3: S3Client, bucket: str, key: str) -> None:
-        self.s3, self.bucket, self.key = s3, bucket, key
+    def __init__(self, s3: S3Client, bucket: str, key: str, checksum_type: str = "FULL_OBJECT") -> None:
+        if checksum_type not in CHECKSUM_TYPES:
+            raise InvalidInput(f"checksum type {checksum_type!r}: use one of {', '.join(CHECKSUM_TYPES)}")
+        self.s3, self.bucket, self.key, self.checksum_type = s3, bucket, key, checksum_type
 
     @property
     def uri(self) -> str:
@@ -96,11 +120,8 @@ class S3Destination:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise _storage_error("HeadObject", exc) from None
-        full = head.get("ChecksumType") == "FULL_OBJECT" and head.get("ChecksumCRC32")
         return ExistingObject(
-            size=head["ContentLength"],
-            metadata=head.get("Metadata", {}),
-            crc32=checksums.from_s3(full) if full else None,
+            size=head["ContentLength"], metadata=head.get("Metadata", {}), checksum=head.get("ChecksumCRC32")
         )
 
     # --- the multipart upload --------------------------------------------------------------------------
@@ -113,7 +134,7 @@ class S3Destination:
                 Metadata=metadata,
                 ContentType=content_type,
                 ChecksumAlgorithm="CRC32",
-                ChecksumType="FULL_OBJECT",
+                ChecksumType=self.checksum_type,  # type: ignore[arg-type]
             )
         except (ClientError, BotoCoreError) as exc:
             raise _storage_error("CreateMultipartUpload", exc) from None
@@ -156,14 +177,26 @@ class S3Destination:
                 return None
             raise _storage_error("ListParts", exc) from None
 
+    def expected_checksum(self, parts: list[UploadedPart], full_crc32: int) -> str:
+        """What S3 must report for the completed object, in this upload's checksum type."""
+        if self.checksum_type == "FULL_OBJECT":
+            return checksums.to_s3(full_crc32)
+        return checksums.composite([p.crc32 or 0 for p in parts])
+
+    @staticmethod
+    def checksum_matches(reported: str | None, expected: str) -> bool:
+        """S3 reports a composite checksum as "<crc>-<parts>"; moto leaves the "-<parts>" off."""
+        return reported is None or reported in (expected, expected.partition("-")[0])
+
     def complete(self, upload_id: str, parts: list[UploadedPart], full_crc32: int) -> None:
+        # FULL_OBJECT: S3 refuses to complete unless the parts combine to our whole-file CRC32.
+        whole = {"ChecksumCRC32": checksums.to_s3(full_crc32), "ChecksumType": "FULL_OBJECT"}
         try:
             self.s3.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=self.key,
                 UploadId=upload_id,
-                ChecksumCRC32=checksums.to_s3(full_crc32),
-                ChecksumType="FULL_OBJECT",
+                **(whole if self.checksum_type == "FULL_OBJECT" else {}),  # type: ignore[arg-type]
                 MultipartUpload={
                     "Parts": [
                         {

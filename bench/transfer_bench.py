@@ -1,0 +1,342 @@
+"""`make bench`: the transfer engine against the common ways of doing the same job, side by side.
+
+Every tool copies the same bytes from the same source server into the same moto S3 server, in one run.
+Scenarios:
+  loopback   1 GiB and 2 GiB. Tools: our engine (`polyv-retriever copy`), `rclone copyurl`,
+             `curl URL | aws s3 cp - s3://...`, and the ceiling: boto3 `upload_file` of the same bytes from
+             local disk (no download at all).
+  long path  the source caps each connection at --path-rate MB/s and adds --path-latency ms before each
+             response (a long, lossy path to China as it treats each TCP stream); same tools.
+Figures: wall time, MB/s, peak RSS of the tool's process, ratio to the ceiling (loopback) or to the fastest
+single-stream peer (long path). Targets (issue 5): loopback <= 1.15x the ceiling's time and faster than
+every peer; long path >= 3x the fastest single-stream peer; peak RSS <= 256 MiB at every size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import urllib3
+
+sys.path.insert(0, str(Path(__file__).parent))
+from source_server import SourceServer
+
+MiB = 1024 * 1024
+VENV_BIN = Path(sys.executable).parent
+TOOLS_VENV = Path(__file__).resolve().parents[1] / ".venv-bench-tools"
+BUCKET = "bench"
+
+
+@dataclass
+class Measurement:
+    tool: str
+    seconds: float
+    size: int
+    peak_rss: int  # bytes
+    ok: bool
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.size / self.seconds / 1e6 if self.seconds else 0.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _timed(command: list[str], env: dict[str, str]) -> tuple[float, int, int]:
+    """Run to completion; (seconds, peak RSS in bytes of the largest process, exit code). For a shell
+    pipeline, the peak is that of the largest process in it (reported by GNU time per process)."""
+    began = time.monotonic()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.monotonic() - began
+    stderr = process.stderr.read().decode() if process.stderr else ""
+    peaks = [int(line.split("=")[1]) * 1024 for line in stderr.splitlines() if line.startswith("maxrss=")]
+    peak = max([usage.ru_maxrss * 1024, *peaks])
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        print(f"    ! {command if isinstance(command, str) else command[0]} exited {code}: {stderr[-400:]}")
+    return seconds, peak, code
+
+
+class Bench:
+    def __init__(self, workdir: Path, moto_endpoint: str) -> None:
+        self.workdir, self.endpoint = workdir, moto_endpoint
+        self.s3 = boto3.client(
+            "s3",
+            endpoint_url=moto_endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+        )
+        self.env = {
+            **{k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"},  # rclone rejects it on http
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": moto_endpoint,
+            "RCLONE_CONFIG_MOTO_TYPE": "s3",
+            "RCLONE_CONFIG_MOTO_PROVIDER": "Other",
+            "RCLONE_CONFIG_MOTO_ENDPOINT": moto_endpoint,
+            "RCLONE_CONFIG_MOTO_ACCESS_KEY_ID": "bench",
+            "RCLONE_CONFIG_MOTO_SECRET_ACCESS_KEY": "bench",
+            "RCLONE_CONFIG_MOTO_REGION": "us-east-1",
+        }
+
+    def verify(self, key: str, expected_sha256: str, size: int) -> bool:
+        head = self.s3.head_object(Bucket=BUCKET, Key=key)
+        if head["ContentLength"] != size:
+            return False
+        digest = hashlib.sha256()
+        for chunk in self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].iter_chunks(8 * MiB):
+            digest.update(chunk)
+        ok = digest.hexdigest() == expected_sha256
+        self.s3.delete_object(Bucket=BUCKET, Key=key)  # moto keeps objects in memory
+        return ok
+
+    def run(self, tool: str, command: list[str], key: str, size: int, sha: str) -> Measurement:
+        seconds, peak, code = _timed(command, self.env)
+        ok = code == 0 and self.verify(key, sha, size)
+        print(
+            f"    {tool:<34} {seconds:7.1f} s  {size / seconds / 1e6:7.1f} MB/s  {peak / MiB:6.0f} MiB RSS"
+            f"  {'verified' if ok else 'FAILED'}",
+            flush=True,
+        )
+        return Measurement(tool, seconds, size, peak, ok)
+
+    # --- the tools ------------------------------------------------------------------------------------
+
+    def ours(self, url: str, key: str, size: int, sha: str, checksum_type: str) -> Measurement:
+        cli = str(VENV_BIN / "polyv-retriever")
+        self.env["POLYV_DOWNLOAD_ALLOW"] = url.rsplit("/", 1)[0]
+        self.env["TRANSFER_CHECKSUM_TYPE"] = checksum_type
+        command = [cli, "copy", url, f"s3://{BUCKET}/{key}"]
+        return self.run(f"polyv-retriever copy, {checksum_type} CRC32", command, key, size, sha)
+
+    def rclone(self, url: str, key: str, size: int, sha: str) -> Measurement:
+        return self.run(
+            "rclone copyurl",
+            ["rclone", "copyurl", url, f"moto:{BUCKET}/{key}", "--s3-no-head"],
+            key,
+            size,
+            sha,
+        )
+
+    def curl_aws(self, url: str, key: str, size: int, sha: str) -> Measurement:
+        aws = TOOLS_VENV / "bin" / "aws"
+        pipeline = (
+            f"set -o pipefail; /usr/bin/time -f maxrss=%M curl -sSf '{url}' | /usr/bin/time -f maxrss=%M "
+            f"'{aws}' s3 cp - 's3://{BUCKET}/{key}' --expected-size {size} --only-show-errors"
+        )
+        return self.run("curl | aws s3 cp -", ["bash", "-c", pipeline], key, size, sha)
+
+    def ceiling(self, path: Path, key: str, size: int, sha: str) -> Measurement:
+        script = f"import boto3; boto3.client('s3').upload_file({str(path)!r}, {BUCKET!r}, {key!r})"
+        return self.run("ceiling: boto3 upload_file (disk)", [sys.executable, "-c", script], key, size, sha)
+
+    def source_rate(self, url: str, size: int) -> float:
+        began = time.monotonic()
+        subprocess.run(["curl", "-sSf", "-o", "/dev/null", url], check=True)
+        return size / (time.monotonic() - began) / 1e6
+
+
+def make_file(directory: Path, size: int) -> tuple[Path, str]:
+    path = directory / f"source-{size // MiB}MiB.mp4"
+    digest = hashlib.sha256()
+    block = os.urandom(4 * MiB)
+    with path.open("wb") as handle:
+        written = 0
+        while written < size:
+            piece = block[: min(len(block), size - written)]
+            # A counter in every block: a part written at the wrong offset changes the digest.
+            piece = written.to_bytes(8, "big") + piece[8:] if len(piece) >= 8 else piece
+            handle.write(piece)
+            digest.update(piece)
+            written += len(piece)
+    return path, digest.hexdigest()
+
+
+def table(title: str, rows: list[Measurement], reference: Measurement, ratio_label: str) -> str:
+    lines = [
+        f"### {title}",
+        "",
+        f"| tool | wall s (median) | MB/s | peak RSS MiB | {ratio_label} | verified |",
+        "|---|---:|---:|---:|---:|:-:|",
+    ]
+    for row in rows:
+        ratio = (
+            row.seconds / reference.seconds if ratio_label.startswith("time") else row.rate / reference.rate
+        )
+        lines.append(
+            f"| {row.tool} | {row.seconds:.1f} | {row.rate:.1f} | {row.peak_rss / MiB:.0f} | "
+            f"{ratio:.2f}x | {'yes' if row.ok else 'NO'} |"
+        )
+    return "\n".join(lines)
+
+
+def median_of(trials: list[Measurement]) -> Measurement:
+    """The median run by wall time; the worst peak RSS of all runs; verified only if every run was."""
+    ordered = sorted(trials, key=lambda m: m.seconds)
+    middle = ordered[len(ordered) // 2]
+    return Measurement(
+        middle.tool, middle.seconds, middle.size, max(m.peak_rss for m in trials), all(m.ok for m in trials)
+    )
+
+
+def interleaved(tools: list[tuple[str, Callable[[str], Measurement]]], trials: int) -> list[Measurement]:
+    """Each tool ``trials`` times, round robin, so that a noisy moment hits every tool alike."""
+    runs: dict[str, list[Measurement]] = {name: [] for name, _ in tools}
+    for trial in range(trials):
+        for name, tool in tools:
+            runs[name].append(tool(f"{name}-{trial}"))
+    return [median_of(runs[name]) for name, _ in tools]
+
+
+def loopback(bench: Bench, workdir: Path, size_mib: int, trials: int, failures: list[str]) -> str:
+    size = size_mib * MiB
+    path, sha = make_file(workdir, size)
+    with SourceServer(workdir) as source:
+        url = source.url(path.name)
+        print(
+            f"\nloopback, {size_mib} MiB (the source server alone: {bench.source_rate(url, size):.0f} MB/s)"
+        )
+        rows = interleaved(
+            [
+                ("ceiling", lambda key: bench.ceiling(path, key, size, sha)),
+                ("ours", lambda key: bench.ours(url, key, size, sha, "COMPOSITE")),
+                ("ours-full", lambda key: bench.ours(url, key, size, sha, "FULL_OBJECT")),
+                ("rclone", lambda key: bench.rclone(url, key, size, sha)),
+                ("curl-aws", lambda key: bench.curl_aws(url, key, size, sha)),
+            ],
+            trials,
+        )
+    path.unlink()
+    ceiling, ours, peers = rows[0], rows[1], rows[3:]
+    if ours.seconds > 1.15 * ceiling.seconds:
+        failures.append(
+            f"loopback {size_mib} MiB: {ours.seconds / ceiling.seconds:.2f}x the ceiling (> 1.15x)"
+        )
+    if any(peer.seconds <= ours.seconds for peer in peers):
+        failures.append(f"loopback {size_mib} MiB: a peer was as fast as ours")
+    if max(rows[1].peak_rss, rows[2].peak_rss) > 256 * MiB:
+        failures.append(f"loopback {size_mib} MiB: our peak RSS is over 256 MiB")
+    if not all(r.ok for r in rows):
+        failures.append(f"loopback {size_mib} MiB: a copy did not verify")
+    return table(f"Loopback, {size_mib} MiB", rows, ceiling, "time vs ceiling")
+
+
+def long_path(bench: Bench, workdir: Path, args: argparse.Namespace, failures: list[str]) -> str:
+    size = args.path_size_mib * MiB
+    path, sha = make_file(workdir, size)
+    shape = f"{args.path_rate:g} MB/s per connection, +{args.path_latency:g} ms per response"
+    with SourceServer(
+        workdir, rate_bytes_per_second=int(args.path_rate * 1e6), latency_seconds=args.path_latency / 1000
+    ) as source:
+        url = source.url(path.name)
+        print(f"\nlong path, {args.path_size_mib} MiB, {shape}")
+        rows = interleaved(
+            [
+                ("ours", lambda key: bench.ours(url, key, size, sha, "FULL_OBJECT")),
+                ("rclone", lambda key: bench.rclone(url, key, size, sha)),
+                ("curl-aws", lambda key: bench.curl_aws(url, key, size, sha)),
+            ],
+            1,
+        )
+    path.unlink()
+    fastest_peer = max(rows[1:], key=lambda r: r.rate)
+    if rows[0].rate < 3 * fastest_peer.rate:
+        failures.append(f"long path: {rows[0].rate / fastest_peer.rate:.1f}x the fastest peer (< 3x)")
+    if rows[0].peak_rss > 256 * MiB:
+        failures.append(f"long path: peak RSS {rows[0].peak_rss / MiB:.0f} MiB > 256 MiB")
+    if not all(r.ok for r in rows):
+        failures.append("long path: a copy did not verify")
+    return table(
+        f"Long path, {args.path_size_mib} MiB, {shape}", rows, fastest_peer, "throughput vs fastest peer"
+    )
+
+
+def start_moto() -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    moto = subprocess.Popen(
+        [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib3.request("GET", endpoint + "/moto-api/", retries=False, timeout=1)
+            break
+        except urllib3.exceptions.HTTPError:
+            time.sleep(0.1)
+    return moto, endpoint
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes-mib", default="1024,2048", help="loopback file sizes")
+    parser.add_argument(
+        "--trials", type=int, default=3, help="loopback runs per tool (the median is reported)"
+    )
+    parser.add_argument("--path-size-mib", type=int, default=256)
+    parser.add_argument("--path-rate", type=float, default=4.0, help="MB/s per connection on the long path")
+    parser.add_argument("--path-latency", type=float, default=200.0, help="ms before each response")
+    args = parser.parse_args()
+
+    rclone = subprocess.run(["rclone", "version"], capture_output=True, text=True, check=True).stdout.split()[
+        1
+    ]
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, "
+        f"Python {platform.python_version()}, rclone {rclone}"
+    )
+    moto, endpoint = start_moto()
+    report: list[str] = []
+    failures: list[str] = []
+    try:
+        with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
+            bench = Bench(Path(tmp), endpoint)
+            bench.s3.create_bucket(Bucket=BUCKET)
+            for size_mib in (int(s) for s in args.sizes_mib.split(",")):
+                report.append(loopback(bench, Path(tmp), size_mib, args.trials, failures))
+            report.append(long_path(bench, Path(tmp), args, failures))
+    finally:
+        moto.terminate()
+        moto.wait(timeout=10)
+
+    print("\n" + "\n\n".join(report))
+    results = Path(__file__).parent / "results"
+    results.mkdir(exist_ok=True)
+    (results / "latest.md").write_text("\n\n".join(report) + "\n")
+    (results / "latest.json").write_text(json.dumps({"failures": failures, "tables": report}, indent=1))
+    if failures:
+        print("\nTargets NOT met:\n  " + "\n  ".join(failures))
+        return 1
+    print("\nAll targets met.")
+    return 0
+
+
+if __name__ == "__main__":
+    if not shutil.which("rclone"):
+        sys.exit("rclone is missing: `make bench` installs it (apt-get install rclone)")
+    sys.exit(main())
