@@ -202,10 +202,16 @@ def median_of(trials: list[Measurement]) -> Measurement:
 
 
 def interleaved(tools: list[tuple[str, Callable[[str], Measurement]]], trials: int) -> list[Measurement]:
-    """Each tool ``trials`` times, round robin, so that a noisy moment hits every tool alike."""
+    """Each tool ``trials`` times, round robin, the order rotated every trial.
+
+    The rotation matters: moto reuses the memory the previous object freed, so a tool that always ran right
+    after a large upload would always be measured warm (seen here: whichever of two tools runs second is
+    faster). With as many trials as tools, every tool takes every position once.
+    """
     runs: dict[str, list[Measurement]] = {name: [] for name, _ in tools}
     for trial in range(trials):
-        for name, tool in tools:
+        shift = trial % len(tools)
+        for name, tool in tools[shift:] + tools[:shift]:
             runs[name].append(tool(f"{name}-{trial}"))
     return [median_of(runs[name]) for name, _ in tools]
 

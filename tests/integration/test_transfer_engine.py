@@ -343,3 +343,33 @@ def test_memory_stays_within_the_budget_for_a_file_many_times_larger(s3: S3Clien
     assert result.workers == 2  # the budget, not the file, decides how many parts are in flight
     assert peak < budget + 2 * MiB, f"peak {peak / MiB:.1f} MiB for a {result.size / MiB:.0f} MiB file"
     assert object_sha256(s3, bucket, "vbig.mp4") == expected
+
+
+def test_a_stale_journal_from_an_older_source_is_abandoned_not_fatal(
+    emulator: EmulatorServer, s3: S3Client, bucket: str
+) -> None:
+    video = Video(emulator, "vstale", 12 * MiB)
+    dest = S3Destination(s3, bucket, "vstale.mp4")
+    stale_upload = s3.create_multipart_upload(Bucket=bucket, Key="vstale.mp4")["UploadId"]
+    dest.remember(
+        Continuation(stale_upload, 999, '"old"', 5 * MiB).to_dict()
+    )  # an attempt on another version
+
+    result = TransferEngine(SMALL_PARTS).copy(video.source(), dest, metadata={})
+
+    assert result.status == "COPIED"
+    assert object_sha256(s3, bucket, "vstale.mp4") == video.sha256()
+    assert open_uploads(s3, bucket) == []
+
+
+def test_a_continuation_whose_upload_already_completed_is_recognised(
+    emulator: EmulatorServer, s3: S3Client, bucket: str
+) -> None:
+    video = Video(emulator, "vdone", 6 * MiB)
+    dest = S3Destination(s3, bucket, "vdone.mp4")
+    engine = TransferEngine(SMALL_PARTS)
+    first = engine.copy(video.source(), dest, metadata={"polyv-vid": "vdone"})
+    # The invocation completed the upload but died before returning; Step Functions retries its input.
+    leftover = Continuation("gone-upload-id", video.size, video.source().probe().etag, 5 * MiB)
+    again = engine.copy(video.source(), dest, metadata={"polyv-vid": "vdone"}, continuation=leftover)
+    assert (first.status, again.status) == ("COPIED", "SKIPPED")

@@ -187,26 +187,34 @@ class TransferEngine:
         the_plan = plan(info.size, self.settings, info.ranged)
         metadata = {**metadata, "source-size": str(info.size), "source-etag": info.etag or ""}
 
-        if continuation is None:
-            existing = dest.existing()
-            if (
-                existing is not None
-                and existing.size == info.size
-                and existing.checksum is not None  # only a multipart upload of ours that completed has one
-                and all(existing.metadata.get(k) == v for k, v in metadata.items())
-            ):
-                return TransferResult(
-                    "SKIPPED",
-                    dest.uri,
-                    info.size,
-                    parts=the_plan.part_count,
-                    ranged=info.ranged,
-                    s3_checksum=existing.checksum,
-                )
+        # Checked with a continuation too: an invocation may have completed the upload and died before
+        # it could say so.
+        existing = dest.existing()
+        if (
+            existing is not None
+            and existing.size == info.size
+            and existing.checksum is not None  # only a multipart upload that completed has one
+            and all(existing.metadata.get(k) == v for k, v in metadata.items())
+        ):
+            dest.forget()
+            return TransferResult(
+                "SKIPPED",
+                dest.uri,
+                info.size,
+                parts=the_plan.part_count,
+                ranged=info.ranged,
+                s3_checksum=existing.checksum,
+            )
         # The journal names the upload (crash recovery) and the CRC of every part recorded so far.
         recorded = dest.recall()
         if continuation is None and recorded:
-            continuation = Continuation.from_dict(recorded)
+            stale = Continuation.from_dict(recorded)
+            if (stale.size, stale.etag) == (info.size, info.etag):
+                continuation = stale
+            else:
+                # An earlier attempt, on a source that has changed since: nothing of it can be kept.
+                dest.abort(stale.upload_id)
+                recorded = None
         known_crcs: dict[int, int] = {}
         if recorded and continuation and recorded.get("upload_id") == continuation.upload_id:
             known_crcs = {int(n): int(crc) for n, crc in recorded.get("parts", {}).items()}
