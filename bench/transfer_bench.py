@@ -224,6 +224,8 @@ def loopback(bench: Bench, workdir: Path, size_mib: int, trials: int, failures: 
         print(
             f"\nloopback, {size_mib} MiB (the source server alone: {bench.source_rate(url, size):.0f} MB/s)"
         )
+        print("    (warm-up, not counted)")
+        bench.ceiling(path, "warm-up", size, sha)
         rows = interleaved(
             [
                 ("ceiling", lambda key: bench.ceiling(path, key, size, sha)),
@@ -302,7 +304,7 @@ def main() -> int:
     )
     parser.add_argument("--sizes-mib", default="1024,2048", help="loopback file sizes")
     parser.add_argument(
-        "--trials", type=int, default=3, help="loopback runs per tool (the median is reported)"
+        "--trials", type=int, default=5, help="loopback runs per tool (the median is reported)"
     )
     parser.add_argument("--path-size-mib", type=int, default=256)
     parser.add_argument("--path-rate", type=float, default=4.0, help="MB/s per connection on the long path")
