@@ -1,6 +1,6 @@
 """`make bench`: the transfer engine against the common ways of doing the same job, side by side.
 
-Every tool copies the same bytes from the same source server into the same moto S3 server, in one run.
+Every tool copies the same bytes from the same source server into a moto S3 server started for that run.
 Scenarios:
   loopback   1 GiB and 2 GiB. Tools: our engine (`polyv-retriever copy`), `rclone copyurl`,
              `curl URL | aws s3 cp - s3://...`, and the ceiling: boto3 `upload_file` of the same bytes from
@@ -78,28 +78,47 @@ def _timed(command: list[str], env: dict[str, str]) -> tuple[float, int, int]:
 
 
 class Bench:
-    def __init__(self, workdir: Path, moto_endpoint: str) -> None:
-        self.workdir, self.endpoint = workdir, moto_endpoint
+    """Runs each measured copy against a moto server started for it alone. moto keeps objects in memory
+    and reuses what the previous upload freed, so on a shared server a tool's time depends on which tool ran
+    before it (seen here); a fresh server gives every run the same starting state."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.moto: subprocess.Popen[bytes] | None = None
+        self.env: dict[str, str] = {}
+        self.fresh_server()
+
+    def fresh_server(self) -> None:
+        self.close()
+        self.moto, endpoint = start_moto()
         self.s3 = boto3.client(
             "s3",
-            endpoint_url=moto_endpoint,
+            endpoint_url=endpoint,
             region_name="us-east-1",
             aws_access_key_id="bench",
             aws_secret_access_key="bench",
         )
+        self.s3.create_bucket(Bucket=BUCKET)
         self.env = {
             **{k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"},  # rclone rejects it on http
+            **{k: v for k, v in self.env.items() if k.startswith(("POLYV_", "TRANSFER_"))},
             "AWS_ACCESS_KEY_ID": "bench",
             "AWS_SECRET_ACCESS_KEY": "bench",
             "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": moto_endpoint,
+            "AWS_ENDPOINT_URL": endpoint,
             "RCLONE_CONFIG_MOTO_TYPE": "s3",
             "RCLONE_CONFIG_MOTO_PROVIDER": "Other",
-            "RCLONE_CONFIG_MOTO_ENDPOINT": moto_endpoint,
+            "RCLONE_CONFIG_MOTO_ENDPOINT": endpoint,
             "RCLONE_CONFIG_MOTO_ACCESS_KEY_ID": "bench",
             "RCLONE_CONFIG_MOTO_SECRET_ACCESS_KEY": "bench",
             "RCLONE_CONFIG_MOTO_REGION": "us-east-1",
         }
+
+    def close(self) -> None:
+        if self.moto is not None:
+            self.moto.terminate()
+            self.moto.wait(timeout=10)
+            self.moto = None
 
     def verify(self, key: str, expected_sha256: str, size: int) -> bool:
         head = self.s3.head_object(Bucket=BUCKET, Key=key)
@@ -109,17 +128,17 @@ class Bench:
         for chunk in self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].iter_chunks(8 * MiB):
             digest.update(chunk)
         ok = digest.hexdigest() == expected_sha256
-        self.s3.delete_object(Bucket=BUCKET, Key=key)  # moto keeps objects in memory
         return ok
 
     def run(self, tool: str, command: list[str], key: str, size: int, sha: str) -> Measurement:
         seconds, peak, code = _timed(command, self.env)
         ok = code == 0 and self.verify(key, sha, size)
         print(
-            f"    {tool:<34} {seconds:7.1f} s  {size / seconds / 1e6:7.1f} MB/s  {peak / MiB:6.0f} MiB RSS"
+            f"    {tool:<40} {seconds:7.1f} s  {size / seconds / 1e6:7.1f} MB/s  {peak / MiB:6.0f} MiB RSS"
             f"  {'verified' if ok else 'FAILED'}",
             flush=True,
         )
+        self.fresh_server()
         return Measurement(tool, seconds, size, peak, ok)
 
     # --- the tools ------------------------------------------------------------------------------------
@@ -202,12 +221,8 @@ def median_of(trials: list[Measurement]) -> Measurement:
 
 
 def interleaved(tools: list[tuple[str, Callable[[str], Measurement]]], trials: int) -> list[Measurement]:
-    """Each tool ``trials`` times, round robin, the order rotated every trial.
-
-    The rotation matters: moto reuses the memory the previous object freed, so a tool that always ran right
-    after a large upload would always be measured warm (seen here: whichever of two tools runs second is
-    faster). With as many trials as tools, every tool takes every position once.
-    """
+    """Each tool ``trials`` times, round robin, the order rotated every trial, so that a slow moment of
+    this shared machine does not always fall on the same tool."""
     runs: dict[str, list[Measurement]] = {name: [] for name, _ in tools}
     for trial in range(trials):
         shift = trial % len(tools)
@@ -224,8 +239,6 @@ def loopback(bench: Bench, workdir: Path, size_mib: int, trials: int, failures: 
         print(
             f"\nloopback, {size_mib} MiB (the source server alone: {bench.source_rate(url, size):.0f} MB/s)"
         )
-        print("    (warm-up, not counted)")
-        bench.ceiling(path, "warm-up", size, sha)
         rows = interleaved(
             [
                 ("ceiling", lambda key: bench.ceiling(path, key, size, sha)),
@@ -318,19 +331,16 @@ def main() -> int:
         f"machine: {platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}, "
         f"Python {platform.python_version()}, rclone {rclone}"
     )
-    moto, endpoint = start_moto()
     report: list[str] = []
     failures: list[str] = []
-    try:
-        with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
-            bench = Bench(Path(tmp), endpoint)
-            bench.s3.create_bucket(Bucket=BUCKET)
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
+        bench = Bench(Path(tmp))
+        try:
             for size_mib in (int(s) for s in args.sizes_mib.split(",")):
                 report.append(loopback(bench, Path(tmp), size_mib, args.trials, failures))
             report.append(long_path(bench, Path(tmp), args, failures))
-    finally:
-        moto.terminate()
-        moto.wait(timeout=10)
+        finally:
+            bench.close()
 
     print("\n" + "\n\n".join(report))
     results = Path(__file__).parent / "results"

@@ -22,6 +22,12 @@ if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
 
+def _bytes_in_s3(record: dict[str, Any]) -> int:
+    """A finished video counts whole; a running one by what its transfer has moved so far."""
+    done = record.get("status") in ("COPIED", "SKIPPED")
+    return int(record.get("size", 0) if done else record.get("bytesTransferred", 0))
+
+
 def _error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
@@ -93,7 +99,7 @@ class RetrievalService:
             "destination": f"s3://{self.bucket}/{layout.root}",
             "polyv": self.records.get_json(layout.status_key),
             "transfers": transfers,
-            "bytesCopied": sum(d.get("bytesTransferred", 0) for d in transfers.values()),
+            "bytesCopied": sum(_bytes_in_s3(d) for d in transfers.values()),
             "links": {"self": f"/retrievals/{task_id}"},
         }
         if execution.get("output"):
