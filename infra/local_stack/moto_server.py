@@ -11,7 +11,9 @@ import json
 import os
 import re
 import threading
+import time
 import traceback
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -28,9 +30,6 @@ class LocalContext:
     """The part of Lambda's context object our handlers use."""
 
     def __init__(self, function_name: str, timeout_seconds: float, memory_mb: int = 1024) -> None:
-        import time
-        import uuid
-
         self.function_name = function_name
         self.memory_limit_in_mb = memory_mb
         self.aws_request_id = str(uuid.uuid4())
@@ -38,8 +37,6 @@ class LocalContext:
         self._deadline = time.monotonic() + timeout_seconds
 
     def get_remaining_time_in_millis(self) -> int:
-        import time
-
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 

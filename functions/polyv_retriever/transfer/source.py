@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urljoin
 
 import urllib3
@@ -21,6 +22,7 @@ from polyv_retriever.transfer.allowlist import DownloadAllowList
 
 MAX_REDIRECTS = 3
 _READ_SLICE = 256 * 1024
+T = TypeVar("T")
 _READ_TIMEOUT = 60.0
 
 
@@ -93,10 +95,7 @@ class HttpSource:
             if response.status == 403:
                 response.drain_conn()
                 raise SourceExpired("the download URL answered 403 (expired)")
-            if response.status >= 500 or response.status == 429:
-                response.drain_conn()
-                raise SourceUnavailable(f"the download server answered HTTP {response.status}")
-            if response.status not in (200, 206):
+            if response.status not in (200, 206):  # 5xx, 429, anything unexpected: worth another try
                 response.drain_conn()
                 raise SourceUnavailable(f"the download server answered HTTP {response.status}")
             return response
@@ -112,7 +111,9 @@ class HttpSource:
             self._url, self._url_generation = url, self._url_generation + 1
             self.refreshes += 1
 
-    def _with_retries(self, attempt_once: Callable[[], bytearray]) -> bytearray:
+    def _with_retries(self, attempt_once: Callable[[], T]) -> T:
+        """The one retry policy for every request: a 403 fetches a fresh URL (twice at most per request),
+        anything else transient backs off with jitter."""
         attempt = 0
         refreshed_for_this_read = 0
         while True:
@@ -135,7 +136,7 @@ class HttpSource:
     def probe(self) -> SourceInfo:
         """One ranged GET of the first byte: tells size, ETag and whether Range is honoured."""
 
-        def once() -> bytearray:
+        def once() -> SourceInfo:
             response = self._open({"Range": "bytes=0-0"})
             content_type = response.headers.get("Content-Type") or "application/octet-stream"
             try:
@@ -143,19 +144,16 @@ class HttpSource:
                     total = response.headers.get("Content-Range", "").rpartition("/")[2]
                     if not total.isdigit():
                         raise SourceUnavailable("206 without a total size in Content-Range")
-                    self.info = SourceInfo(int(total), response.headers.get("ETag"), True, content_type)
-                else:
-                    length = response.headers.get("Content-Length")
-                    if length is None or not length.isdigit():
-                        raise SourceUnavailable("the download server tells no size (no Content-Length)")
-                    self.info = SourceInfo(int(length), response.headers.get("ETag"), False, content_type)
+                    return SourceInfo(int(total), response.headers.get("ETag"), True, content_type)
+                length = response.headers.get("Content-Length")
+                if length is None or not length.isdigit():
+                    raise SourceUnavailable("the download server tells no size (no Content-Length)")
+                return SourceInfo(int(length), response.headers.get("ETag"), False, content_type)
             finally:
                 # One byte left to read on a 206; a 200 carries the whole file, so drop that connection.
                 response.drain_conn() if response.status == 206 else _discard(response)
-            return bytearray()
 
-        self._with_retries(once)
-        assert self.info is not None
+        self.info = self._with_retries(once)
         return self.info
 
     def read_range(self, start: int, end: int) -> bytearray:
@@ -187,23 +185,9 @@ class HttpSource:
         failure it starts over and skips what was already delivered: without Range there is no other way."""
         info = self._require_info()
         position = start
-        failures = 0
+        broken = 0  # bodies that broke mid-read; opening again is _with_retries' business
         while position < info.size:
-            generation = self._url_generation
-            try:
-                response = self._open({})
-            except SourceExpired:
-                failures += 1
-                if failures > self._retry.attempts:
-                    raise
-                self._refresh(generation)
-                continue
-            except SourceUnavailable:
-                failures += 1
-                if failures >= self._retry.attempts:
-                    raise
-                time.sleep(self._retry.delay(failures))
-                continue
+            response = self._with_retries(lambda: self._open({}))
             complete = False
             try:
                 self._check_identity(response, info)
@@ -218,10 +202,10 @@ class HttpSource:
                     del piece  # released before the next part is read
                 complete = True
             except SourceUnavailable:
-                failures += 1
-                if failures >= self._retry.attempts:
+                broken += 1
+                if broken >= self._retry.attempts:
                     raise
-                time.sleep(self._retry.delay(failures))
+                time.sleep(self._retry.delay(broken))
             finally:
                 response.release_conn() if complete else _discard(response)
 
