@@ -19,6 +19,15 @@ def test_combined_part_crcs_equal_the_crc_of_the_whole(seed: int) -> None:
     assert combined == zlib.crc32(b"".join(parts))
 
 
+def test_combining_part_sized_lengths_matches_zlib() -> None:
+    # Real parts are mebibytes long, and all but the last share one length (the cached operator).
+    head, tail = b"\x01" * 1000, bytes(8 * MiB + 3)
+    crc = checksums.crc32_combine(zlib.crc32(head), zlib.crc32(tail), len(tail))
+    assert crc == zlib.crc32(head + tail)
+    again = checksums.crc32_combine(crc, zlib.crc32(tail), len(tail))
+    assert again == zlib.crc32(head + tail + tail)
+
+
 def test_s3_checksum_encoding_round_trips() -> None:
     crc = zlib.crc32(b"hello")
     assert checksums.from_s3(checksums.to_s3(crc)) == crc
