@@ -8,8 +8,10 @@ Scenarios:
   long path  the source caps each connection at --path-rate MB/s and adds --path-latency ms before each
              response (a long, lossy path to China as it treats each TCP stream); same tools.
 Figures: wall time, MB/s, peak RSS of the tool's process, ratio to the ceiling (loopback) or to the fastest
-single-stream peer (long path). Targets (issue 5): loopback <= 1.15x the ceiling's time and faster than
-every peer; long path >= 3x the fastest single-stream peer; peak RSS <= 256 MiB at every size.
+single-stream peer (long path), and the wall time split into moto's CompleteMultipartUpload (the same work
+for every tool; see s3_server.py) and the tool's own time.
+Targets (issue 5): loopback <= 1.15x the ceiling's time and faster than every peer; long path >= 3x the
+fastest single-stream peer; peak RSS <= 256 MiB at every size.
 """
 
 from __future__ import annotations
