@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -17,8 +18,10 @@ import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import boto3
 import pytest
 import urllib3
+from botocore.config import Config
 
 from polyv_emulator import EmulatorServer
 from polyv_emulator.content import VideoContent
@@ -224,6 +227,28 @@ def test_s3_failing_a_part_aborts_the_upload(emulator: EmulatorServer, s3: S3Cli
             video.source(), FailingThirdPart(s3, bucket, "vs3fail.mp4"), metadata={}
         )
     assert_clean_failure(s3, bucket, "vs3fail.mp4")
+
+
+@pytest.mark.parametrize(
+    ("look", "action"),
+    [
+        (lambda dest: dest.existing(), "HeadObject"),
+        (lambda dest: dest.recall(), "GetObject"),
+        (lambda dest: dest.list_parts("an-upload"), "ListParts"),
+    ],
+    ids=["existing", "journal", "parts"],
+)
+def test_an_unreachable_s3_is_a_named_storage_error_not_an_absent_object(
+    look: Callable[[S3Destination], object], action: str
+) -> None:
+    # The lookups that treat "not found" as an answer must not treat "no answer" as one too.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    config = Config(retries={"max_attempts": 1}, connect_timeout=1)
+    unreachable = boto3.client("s3", endpoint_url=endpoint, config=config)
+    with pytest.raises(errors.StorageError, match=f"S3 {action}.* failed: EndpointConnectionError"):
+        look(S3Destination(unreachable, "bucket", "key.mp4"))
 
 
 def test_a_transfer_stopped_for_time_continues_to_a_verified_object(

@@ -99,6 +99,11 @@ def _storage_error(action: str, exc: Exception) -> StorageError:
     return StorageError(f"S3 {action} failed: {type(exc).__name__}")
 
 
+def _error_code(exc: Exception) -> str | None:
+    """S3's error code; None for a failure that never got an answer (connection, timeout)."""
+    return exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None
+
+
 class S3Destination:
     def __init__(self, s3: S3Client, bucket: str, key: str, checksum_type: str = "FULL_OBJECT") -> None:
         if checksum_type not in CHECKSUM_TYPES:
@@ -116,8 +121,8 @@ class S3Destination:
     def existing(self) -> ExistingObject | None:
         try:
             head = self.s3.head_object(Bucket=self.bucket, Key=self.key, ChecksumMode="ENABLED")
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+        except (ClientError, BotoCoreError) as exc:
+            if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise _storage_error("HeadObject", exc) from None
         return ExistingObject(
@@ -172,8 +177,8 @@ class S3Destination:
                 if not page.get("IsTruncated"):
                     return parts
                 marker = int(page["NextPartNumberMarker"])
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "NoSuchUpload":
+        except (ClientError, BotoCoreError) as exc:
+            if _error_code(exc) == "NoSuchUpload":
                 return None
             raise _storage_error("ListParts", exc) from None
 
@@ -239,8 +244,8 @@ class S3Destination:
     def recall(self) -> dict[str, Any] | None:
         try:
             body = self.s3.get_object(Bucket=self.bucket, Key=self.journal_key)["Body"].read()
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+        except (ClientError, BotoCoreError) as exc:
+            if _error_code(exc) in ("NoSuchKey", "404"):
                 return None
             raise _storage_error("GetObject (journal)", exc) from None
         try:
