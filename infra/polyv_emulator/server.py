@@ -4,7 +4,8 @@ Polyv side (as documented in shared/docs/polyv-api.md):
   GET  /v3/video/source-file-task/get      appId, timestamp, sign, taskId [, expireDays]
   POST /v3/video/source-file-task/create   appId, timestamp, sign, vids, expireDays (form body)
 CDN side:
-  GET|HEAD /dl/<vid>.mp4?auth_key=<expiry>-<rand>-<generation>-<md5>   (403 once expired; honours Range)
+  GET|HEAD /dl/<vid>.mp4?auth_key=<expiry>-<rand>-<generation>-<md5>   (403 once expired; honours Range;
+                                                                        ETag and Last-Modified per version)
 Admin (JSON, for tests, the local stack and the demo; not part of Polyv):
   POST /_emulator/videos   [{vid, size, outcome, readyAfter}]   what a vid is, how it ends, when
   POST /_emulator/apps     {appId, secret, state}              state: ok | expired | no-subaccount | limited
@@ -25,6 +26,7 @@ import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -34,6 +36,7 @@ from polyv_retriever.polyv.signing import sign
 
 TIMESTAMP_WINDOW_MS = 3 * 60 * 1000
 _CDN_KEY = "emulator-cdn-private-key"
+_LAST_MODIFIED_BASE = 1_700_000_000  # a video's Last-Modified: this, plus an hour per content change
 
 
 @dataclass
@@ -59,6 +62,10 @@ class Faults:
     rate_limit: int = 1500  # requests per 10 s window, per client IP
     rate_block_seconds: float = 300.0
     dl_ignore_range: bool = False
+    dl_range_ignored: int = 0  # the next N ranged requests get 200 and the whole file (a node ignoring Range)
+    dl_unsatisfiable: str = "416"  # a range past the end: "416" (with the size), "416-bare" (no size), "200"
+    dl_no_etag: bool = False  # a CDN that sends no ETag
+    dl_no_last_modified: bool = False  # ... nor Last-Modified: then only size and content tell versions apart
     dl_5xx: int = 0
     dl_403: int = 0
     dl_short_body: int = 0
@@ -395,19 +402,29 @@ class _Handler(BaseHTTPRequestHandler):
                 emu.state.faults.dl_change_after -= 1
             content = spec.content()
 
+        faults = emu.state.faults
         start, end, status = 0, content.size, 200
         range_header = self.headers.get("Range")
-        if range_header and not emu.state.faults.dl_ignore_range:
+        if range_header and not faults.dl_ignore_range and not emu.take("dl_range_ignored"):
             parsed = _parse_range(range_header, content.size)
-            if parsed is None:
-                return self._raw(416, b"", headers={"Content-Range": f"bytes */{content.size}"})
-            start, end, status = parsed[0], parsed[1], 206
+            if parsed is None and faults.dl_unsatisfiable.startswith("416"):
+                total = (
+                    {}
+                    if faults.dl_unsatisfiable == "416-bare"
+                    else {"Content-Range": f"bytes */{content.size}"}
+                )
+                return self._raw(416, b"", headers=total)
+            if parsed is not None:
+                start, end, status = parsed[0], parsed[1], 206
         headers = {
             "Content-Type": "video/mp4",
             "Content-Length": str(end - start),
-            "ETag": content.etag,
-            "Accept-Ranges": "none" if emu.state.faults.dl_ignore_range else "bytes",
+            "Accept-Ranges": "none" if faults.dl_ignore_range else "bytes",
         }
+        if not faults.dl_no_etag:
+            headers["ETag"] = content.etag
+        if not faults.dl_no_last_modified:
+            headers["Last-Modified"] = formatdate(_LAST_MODIFIED_BASE + 3600 * content.version, usegmt=True)
         if status == 206:
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{content.size}"
         self.send_response(status)

@@ -2,7 +2,8 @@
 
 Every request is checked against the allow-list first, redirects included. A 403 means the signed URL
 expired: the URL provider is asked for a fresh one (the Lambda re-queries the task) and the read goes on.
-A response that disagrees with the probe (another size or ETag) means the source changed under us.
+A response that disagrees with the probe (another size, ETag or, without an ETag, Last-Modified) means the
+source changed under us.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ class SourceInfo:
     etag: str | None
     ranged: bool  # the server honours Range: parts can be fetched in parallel and re-fetched alone
     content_type: str = "application/octet-stream"
+    #: Kept only when there is no ETag: then it is the best validator the server gives (a CDN node's own
+    #: Last-Modified beside an ETag would only add false alarms).
+    last_modified: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,8 @@ class HttpSource:
             if response.status == 403:
                 response.drain_conn()
                 raise SourceExpired("the download URL answered 403 (expired)")
-            if response.status not in (200, 206):  # 5xx, 429, anything unexpected: worth another try
+            # 416 is an answer, not a failure: the caller knows what its range meant (see probe).
+            if response.status not in (200, 206, 416):  # 5xx, 429, anything unexpected: worth another try
                 response.drain_conn()
                 raise SourceUnavailable(f"the download server answered HTTP {response.status}")
             return response
@@ -134,21 +139,31 @@ class HttpSource:
     # --- the public reads --------------------------------------------------------------------------------
 
     def probe(self) -> SourceInfo:
-        """One ranged GET of the first byte: tells size, ETag and whether Range is honoured."""
+        """One ranged GET of the first byte: tells size, validators and whether Range is honoured.
+
+        An empty file has no first byte. Servers answer that with 416 (the size in Content-Range, or, as S3
+        does, no size at all), with an empty 200, or by ignoring Range: each is an empty source."""
 
         def once() -> SourceInfo:
             response = self._open({"Range": "bytes=0-0"})
-            content_type = response.headers.get("Content-Type") or "application/octet-stream"
+            if response.status == 416:
+                total = _range_total(response)
+                response.drain_conn()
+                if total == 0:
+                    return self._described(response, 0, ranged=True)
+                if total is not None:
+                    raise SourceUnavailable(f"416 for the first byte of a {total}-byte file")
+                response = self._open({})  # a refusal that tells no size: the whole file's answer does
             try:
                 if response.status == 206:
-                    total = response.headers.get("Content-Range", "").rpartition("/")[2]
-                    if not total.isdigit():
+                    total = _range_total(response)
+                    if total is None:
                         raise SourceUnavailable("206 without a total size in Content-Range")
-                    return SourceInfo(int(total), response.headers.get("ETag"), True, content_type)
+                    return self._described(response, total, ranged=True)
                 length = response.headers.get("Content-Length")
                 if length is None or not length.isdigit():
                     raise SourceUnavailable("the download server tells no size (no Content-Length)")
-                return SourceInfo(int(length), response.headers.get("ETag"), False, content_type)
+                return self._described(response, int(length), ranged=False)
             finally:
                 # One byte left to read on a 206; a 200 carries the whole file, so drop that connection.
                 response.drain_conn() if response.status == 206 else _discard(response)
@@ -156,21 +171,36 @@ class HttpSource:
         self.info = self._with_retries(once)
         return self.info
 
+    @staticmethod
+    def _described(response: urllib3.BaseHTTPResponse, size: int, *, ranged: bool) -> SourceInfo:
+        etag = response.headers.get("ETag") or None
+        return SourceInfo(
+            size,
+            etag,
+            ranged,
+            response.headers.get("Content-Type") or "application/octet-stream",
+            None if etag else response.headers.get("Last-Modified") or None,
+        )
+
     def read_range(self, start: int, end: int) -> bytearray:
         """Bytes [start, end), exactly, into one preallocated buffer (no intermediate copies)."""
         info = self._require_info()
+        asked = f"bytes {start}-{end - 1}/{info.size}"
 
         def once() -> bytearray:
             response = self._open({"Range": f"bytes={start}-{end - 1}"})
             try:
-                if response.status != 206:
-                    raise SourceChanged("the download server stopped honouring Range mid-transfer")
-                self._check_identity(response, info)
-                expected_range = f"bytes {start}-{end - 1}/{info.size}"
-                if response.headers.get("Content-Range") != expected_range:
-                    raise SourceChanged(
-                        f"asked for {expected_range}, got {response.headers.get('Content-Range')!r}"
-                    )
+                self._check_identity(response, info)  # a size or validator that differs: SourceChanged
+                if response.status == 416:
+                    raise SourceUnavailable(f"the download server refused {asked} of an unchanged file (416)")
+                if response.status == 200 and (start, end) != (0, info.size):
+                    # One CDN node that ignores Range once is no reason to give up the upload: this part
+                    # is asked for again. Its bytes sit somewhere inside the whole file's body; reading
+                    # up to them would cost as much as the file, so that body is not used.
+                    raise SourceUnavailable(f"the download server ignored Range for {asked} (answered 200)")
+                # A 200 here is the whole file, and the whole file is exactly what was asked for.
+                if response.status == 206 and response.headers.get("Content-Range") != asked:
+                    raise SourceChanged(f"asked for {asked}, got {response.headers.get('Content-Range')!r}")
                 data = _read_exactly(response, end - start)
             except BaseException:
                 _discard(response)
@@ -219,12 +249,24 @@ class HttpSource:
         etag = response.headers.get("ETag")
         if info.etag and etag and etag != info.etag:
             raise SourceChanged(f"the source's ETag changed from {info.etag} to {etag} during the copy")
-        if response.status == 206:
-            total = response.headers.get("Content-Range", "").rpartition("/")[2]
+        modified = response.headers.get("Last-Modified")
+        if info.last_modified and modified and modified != info.last_modified:
+            raise SourceChanged(
+                f"the source's Last-Modified changed from {info.last_modified} to {modified} during the copy"
+            )
+        if response.status in (206, 416):
+            total = _range_total(response)
         else:
-            total = response.headers.get("Content-Length", "")
-        if total.isdigit() and int(total) != info.size:
+            length = response.headers.get("Content-Length", "")
+            total = int(length) if length.isdigit() else None
+        if total is not None and total != info.size:
             raise SourceChanged(f"the source's size changed from {info.size} to {total} during the copy")
+
+
+def _range_total(response: urllib3.BaseHTTPResponse) -> int | None:
+    """The file's size from ``Content-Range: bytes a-b/SIZE`` (206) or ``bytes */SIZE`` (416)."""
+    total = response.headers.get("Content-Range", "").rpartition("/")[2]
+    return int(total) if total.isdigit() else None
 
 
 def _discard(response: urllib3.BaseHTTPResponse) -> None:
