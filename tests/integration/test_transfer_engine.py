@@ -30,7 +30,8 @@ from polyv_retriever.polyv.client import PolyvClient
 from polyv_retriever.polyv.credentials import Credentials
 from polyv_retriever.transfer import checksums
 from polyv_retriever.transfer.allowlist import DEFAULT_ALLOW, DownloadAllowList
-from polyv_retriever.transfer.engine import Continuation, MiB, TransferEngine, TransferSettings
+from polyv_retriever.transfer.engine import MiB, TransferEngine, TransferSettings
+from polyv_retriever.transfer.resume import Continuation
 from polyv_retriever.transfer.s3_multipart import JOURNAL_PREFIX, S3Destination
 from polyv_retriever.transfer.source import HttpSource, PartRetry
 from tests.integration.conftest import open_uploads

@@ -18,7 +18,8 @@ from polyv_retriever.errors import RetrieverError, VideoNotReady
 from polyv_retriever.pipeline.records import RecordStore, RetrievalLayout, extension_of
 from polyv_retriever.polyv.models import TaskReader, VideoStatus
 from polyv_retriever.transfer.allowlist import DownloadAllowList
-from polyv_retriever.transfer.engine import Continuation, TransferEngine
+from polyv_retriever.transfer.engine import TransferEngine
+from polyv_retriever.transfer.resume import Continuation
 from polyv_retriever.transfer.s3_multipart import S3Destination
 from polyv_retriever.transfer.source import HttpSource
 

@@ -2,15 +2,18 @@
 
 How it goes:
 1. Probe the source (size, ETag, whether Range is honoured) and plan parts within S3's rules and the memory
-   budget. An object already at the key with the same vid, size and a full-object CRC is left alone.
+   budget. Where to start (skip, resume an upload, start afresh) is one pure function of what the probe,
+   S3 and the journal say: :func:`polyv_retriever.transfer.resume.decide`. An empty file is one PutObject.
 2. With Range, N workers each fetch one part by a ranged GET and upload it with its CRC32 (S3 verifies each
    part): downloads and uploads of different parts overlap, and memory is N parts whatever the file size.
    Without Range, one stream feeds a bounded queue of parts to the uploaders.
 3. When the invocation's time runs low, workers stop between parts and a :class:`Continuation` is returned;
    the next invocation lists the parts S3 already has and does only the rest. A journal object lets an
    invocation that crashed be picked up the same way.
-4. Complete with the full-object CRC32 (combined from the parts), then check size and CRC on the result.
-   Any failure aborts the multipart upload: no object at the key unless it is whole and verified.
+4. Without an ETag to check every response against, read the first part again and compare its CRC: a file
+   replaced mid-copy must not land as a mix of two versions. Complete with the full-object CRC32 (combined
+   from the parts), then check size, CRC and metadata on the result. Any failure aborts the multipart
+   upload (S3Destination.upload owns it): no object at the key unless it is whole and verified.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from polyv_retriever.errors import IntegrityError, SourceChanged
-from polyv_retriever.transfer import checksums
+from polyv_retriever.transfer import checksums, resume
+from polyv_retriever.transfer.resume import Continuation, JournalRecord
 from polyv_retriever.transfer.s3_multipart import S3Destination, UploadedPart
 from polyv_retriever.transfer.source import HttpSource, SourceInfo
 
@@ -79,23 +83,6 @@ def plan(size: int, settings: TransferSettings, ranged: bool) -> Plan:
     per_worker = part if ranged else 2 * part
     workers = max(1, min(settings.max_workers, settings.memory_budget // per_worker, count))
     return Plan(size, part, count, workers)
-
-
-@dataclass(frozen=True)
-class Continuation:
-    """What the next invocation needs to go on; the parts themselves are listed back from S3."""
-
-    upload_id: str
-    size: int
-    etag: str | None
-    part_size: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Continuation:
-        return cls(str(data["upload_id"]), int(data["size"]), data.get("etag"), int(data["part_size"]))
 
 
 @dataclass
@@ -185,108 +172,91 @@ class TransferEngine:
         began = time.monotonic()
         info = source.probe()
         the_plan = plan(info.size, self.settings, info.ranged)
-        metadata = {**metadata, "source-size": str(info.size), "source-etag": info.etag or ""}
-
-        # Checked with a continuation too: an invocation may have completed the upload and died before
-        # it could say so.
-        existing = dest.existing()
-        if (
-            existing is not None
-            and existing.size == info.size
-            and existing.checksum is not None  # only a multipart upload that completed has one
-            and all(existing.metadata.get(k) == v for k, v in metadata.items())
-        ):
-            dest.forget()
-            return TransferResult(
-                "SKIPPED",
-                dest.uri,
-                info.size,
-                parts=the_plan.part_count,
-                ranged=info.ranged,
-                s3_checksum=existing.checksum,
-            )
-        # The journal names the upload (crash recovery) and the CRC of every part recorded so far.
-        recorded = dest.recall()
-        if continuation is None and recorded:
-            stale = Continuation.from_dict(recorded)
-            if (stale.size, stale.etag) == (info.size, info.etag):
-                continuation = stale
-            else:
-                # An earlier attempt, on a source that has changed since: nothing of it can be kept.
-                dest.abort(stale.upload_id)
-                recorded = None
-        known_crcs: dict[int, int] = {}
-        if recorded and continuation and recorded.get("upload_id") == continuation.upload_id:
-            known_crcs = {int(n): int(crc) for n, crc in recorded.get("parts", {}).items()}
-
-        upload_id, done = self._resume_or_create(
-            dest,
-            info=info,
-            the_plan=the_plan,
-            metadata=metadata,
-            continuation=continuation,
-            known_crcs=known_crcs,
+        metadata = {**metadata, **_source_metadata(info)}
+        decision = self._decide(dest, info, metadata, continuation, the_plan)
+        result = TransferResult(
+            "CONTINUE", dest.uri, info.size, parts=the_plan.part_count, ranged=info.ranged
         )
-        journal = _Journal(dest, Continuation(upload_id, info.size, info.etag, the_plan.part_size), done)
-        run = _Run(the_plan, upload_id, time_left, self.settings.time_reserve_seconds, journal, uploaded=done)
-        todo = [n for n in range(1, the_plan.part_count + 1) if n not in done]
-        try:
+        if isinstance(decision, resume.Skip):
+            dest.forget()
+            result.status, result.s3_checksum = "SKIPPED", decision.checksum
+            return result
+        if isinstance(decision, resume.Changed):
+            dest.forget()
+            raise SourceChanged(decision.reason)
+        if info.size == 0:
+            checksum = dest.put_empty(metadata, info.content_type)
+            self._verify_landed(dest, 0, checksum, metadata)
+            result.status, result.parts, result.crc32, result.s3_checksum = "COPIED", 0, checksum, checksum
+            result.seconds = time.monotonic() - began
+            return result
+
+        resumed = decision if isinstance(decision, resume.Resume) else None
+        with dest.upload(
+            metadata, info.content_type, resume=resumed.upload_id if resumed else None
+        ) as upload_id:
+            done = dict(resumed.parts) if resumed else {}
+            journal_writer = _Journal(
+                dest,
+                Continuation(upload_id, info.size, info.etag, the_plan.part_size, info.last_modified),
+                done,
+            )
+            if resumed is None:
+                journal_writer.write()  # before the first part: a crash from here on can be picked up
+            run = _Run(
+                the_plan,
+                upload_id,
+                time_left,
+                self.settings.time_reserve_seconds,
+                journal_writer,
+                uploaded=done,
+            )
+            todo = [n for n in range(1, the_plan.part_count + 1) if n not in done]
             if info.ranged:
                 self._ranged(source, dest, run, todo)
             else:
                 self._streamed(source, dest, run, todo)
             if run.error is not None:
                 raise run.error
-            result = TransferResult(
-                "CONTINUE",
-                dest.uri,
-                info.size,
-                run.bytes,
-                time.monotonic() - began,
-                the_plan.part_count,
-                the_plan.workers,
-                info.ranged,
-                source.refreshes,
-            )
+            result.bytes_transferred, result.workers = run.bytes, the_plan.workers
+            result.url_refreshes = source.refreshes
             if run.stopped_for_time and len(run.uploaded) < the_plan.part_count:
-                journal.write()
-                result.continuation = journal.continuation
+                journal_writer.write()
+                result.continuation = journal_writer.continuation
+                result.seconds = time.monotonic() - began
                 return result
-            full, result.s3_checksum = self._complete_and_verify(dest, run, info)
+            self._recheck_first_part(source, run, info)
+            full, result.s3_checksum = self._complete_and_verify(dest, run, info, metadata)
             result.crc32 = checksums.to_s3(full)
             result.status, result.seconds = "COPIED", time.monotonic() - began
             return result
-        except BaseException:
-            dest.abort(upload_id)
-            raise
 
     # --- steps -------------------------------------------------------------------------------------------
 
-    def _resume_or_create(
-        self,
+    @staticmethod
+    def _decide(
         dest: S3Destination,
-        *,
         info: SourceInfo,
-        the_plan: Plan,
         metadata: dict[str, str],
         continuation: Continuation | None,
-        known_crcs: dict[int, int],
-    ) -> tuple[str, dict[int, UploadedPart]]:
-        if continuation is not None:
-            if continuation.size != info.size or (continuation.etag or None) != (info.etag or None):
-                dest.abort(continuation.upload_id)
-                raise SourceChanged(
-                    f"the source changed between invocations (size {continuation.size} -> {info.size}, "
-                    f"ETag {continuation.etag} -> {info.etag})"
-                )
-            listed = dest.list_parts(continuation.upload_id)
-            if listed is not None and continuation.part_size == the_plan.part_size:
-                return continuation.upload_id, _reusable_parts(listed, known_crcs, the_plan)
-            if listed is not None:
-                dest.abort(continuation.upload_id)
-        upload_id = dest.create(metadata, info.content_type)
-        dest.remember(Continuation(upload_id, info.size, info.etag, the_plan.part_size).to_dict())
-        return upload_id, {}
+        the_plan: Plan,
+    ) -> resume.Decision:
+        """Gather what S3 says (the object, the journal, the parts of each upload named), decide where to
+        start, and abort the uploads the decision gives up."""
+        journal = JournalRecord.parse(dest.recall())
+        named = {c.upload_id for c in (continuation, journal.upload if journal else None) if c is not None}
+        decision = resume.decide(
+            probed=info,
+            metadata=metadata,
+            existing=dest.existing(),
+            continuation=continuation,
+            journal=journal,
+            listed={upload_id: dest.list_parts(upload_id) for upload_id in sorted(named)},
+            the_plan=the_plan,
+        )
+        for upload_id in decision.abort:
+            dest.abort(upload_id)
+        return decision
 
     def _upload(self, dest: S3Destination, run: _Run, number: int, data: bytearray, began: float) -> None:
         expected = _part_length(run.plan, number)
@@ -367,24 +337,62 @@ class TransferEngine:
             for thread in threads:
                 thread.join()
 
-    def _complete_and_verify(self, dest: S3Destination, run: _Run, info: SourceInfo) -> tuple[int, str]:
+    @staticmethod
+    def _recheck_first_part(source: HttpSource, run: _Run, info: SourceInfo) -> None:
+        """Without an ETag, a file replaced by another of the same size (within Last-Modified's second, or
+        with no Last-Modified at all) looks the same to every response. So the first part, read before any
+        other, is read again after the last one: if its CRC is unchanged, the parts between came from one
+        version. One part's extra download, only for such sources and only when there is more than one
+        part (a single part is a single response, which cannot mix versions)."""
+        if info.etag or run.plan.part_count == 1:
+            return
+        start, end = run.plan.bounds(1)
+        if info.ranged:
+            again = source.read_range(start, end)
+        else:
+            pieces = source.stream(start, end - start)
+            try:
+                again = next(pieces)
+            finally:
+                pieces.close()  # the rest of the body is not wanted: its connection is dropped
+        if zlib.crc32(again) != run.uploaded[1].crc32:
+            raise SourceChanged(
+                "the source changed during the copy: it sends no ETag, and its first part reads differently "
+                "now than when it was copied"
+            )
+
+    def _complete_and_verify(
+        self, dest: S3Destination, run: _Run, info: SourceInfo, metadata: dict[str, str]
+    ) -> tuple[int, str]:
         parts = [run.uploaded[n] for n in range(1, run.plan.part_count + 1)]
         if sum(p.size for p in parts) != info.size:
             raise IntegrityError(f"the parts add up to {sum(p.size for p in parts)} bytes, not {info.size}")
         full = 0
         for part in parts:
-            assert part.crc32 is not None  # _reusable_parts admits no part without one
+            assert part.crc32 is not None  # resume.reusable_parts admits no part without one
             full = checksums.crc32_combine(full, part.crc32, part.size)
         dest.complete(run.upload_id, parts, full)
-        landed, expected = dest.existing(), dest.expected_checksum(parts, full)
-        if landed is None or landed.size != info.size or not dest.checksum_matches(landed.checksum, expected):
+        expected = dest.expected_checksum(parts, full)
+        self._verify_landed(dest, info.size, expected, metadata)
+        return full, expected
+
+    @staticmethod
+    def _verify_landed(dest: S3Destination, size: int, expected: str, metadata: dict[str, str]) -> None:
+        """The object now at the key is what was read: its size, S3's checksum of it, the source it names.
+        Anything else is deleted, not left for a user to trust."""
+        landed = dest.existing()
+        if (
+            landed is None
+            or landed.size != size
+            or not dest.checksum_matches(landed.checksum, expected)
+            or any(landed.metadata.get(k) != v for k, v in metadata.items())
+        ):
             dest.delete_object()
             found = (landed.size, landed.checksum) if landed else None
             raise IntegrityError(
-                f"{dest.uri} does not match the source after completion: {found} vs {info.size}, {expected}"
+                f"{dest.uri} does not match the source after writing: {found} vs {size}, {expected}"
             )
         dest.forget()
-        return full, expected
 
 
 class _Journal:
@@ -422,23 +430,17 @@ class _Journal:
         self._written = time.monotonic()
 
 
-def _reusable_parts(
-    listed: dict[int, UploadedPart], known_crcs: dict[int, int], the_plan: Plan
-) -> dict[int, UploadedPart]:
-    """Parts S3 holds that can be kept: of exactly the planned size, with a CRC from S3 or the journal (when
-    both say, they must agree). Any other is uploaded again under the same number, replacing it."""
-    reusable = {}
-    for number, part in listed.items():
-        crc = part.crc32 if part.crc32 is not None else known_crcs.get(number)
-        agreed = part.crc32 is None or number not in known_crcs or known_crcs[number] == part.crc32
-        if crc is not None and agreed and part.size == _part_length(the_plan, number):
-            reusable[number] = UploadedPart(number, part.etag, crc, part.size)
-    return reusable
-
-
 def _part_length(the_plan: Plan, number: int) -> int:
     start, end = the_plan.bounds(number)
     return end - start
+
+
+def _source_metadata(info: SourceInfo) -> dict[str, str]:
+    """What the object records of its source, so that a later run can tell it is that source's copy."""
+    named = {"source-size": str(info.size), "source-etag": info.etag or ""}
+    if info.last_modified:  # the source's validator when it has no ETag
+        named["source-last-modified"] = info.last_modified
+    return named
 
 
 def _start_threads(target: Callable[[], None], count: int) -> list[threading.Thread]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, cast
 
@@ -129,7 +131,44 @@ class S3Destination:
             size=head["ContentLength"], metadata=head.get("Metadata", {}), checksum=head.get("ChecksumCRC32")
         )
 
+    def put_empty(self, metadata: dict[str, str], content_type: str) -> str:
+        """An empty object, in one PutObject; returns the checksum S3 must then report for it.
+
+        Not multipart: an upload needs at least one part, so an empty file would cost three requests and an
+        upload to abort if any fails, while a PutObject is atomic and S3 checks its (empty) body against the
+        CRC32 given, as it does each part's. ChecksumAlgorithm too, so that S3 keeps the CRC32 and reports
+        it on HEAD (moto keeps it only then), which the idempotent skip relies on.
+        """
+        crc = checksums.to_s3(zlib.crc32(b""))
+        try:
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=self.key,
+                Body=b"",
+                Metadata=metadata,
+                ContentType=content_type,
+                ChecksumAlgorithm="CRC32",
+                ChecksumCRC32=crc,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _storage_error("PutObject", exc) from None
+        return crc
+
     # --- the multipart upload --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def upload(self, metadata: dict[str, str], content_type: str, resume: str | None = None) -> Iterator[str]:
+        """The multipart upload to write into: ``resume``, or one created now. It is owned here, the one place
+        that undoes it: whatever fails inside aborts the upload and forgets its journal, so no failure
+        leaves either behind. A normal exit leaves it as it is: completed, or open for the next invocation.
+        """
+        upload_id = resume or self.create(metadata, content_type)
+        try:
+            yield upload_id
+        except BaseException:
+            self.abort(upload_id)
+            self.forget()
+            raise
 
     def create(self, metadata: dict[str, str], content_type: str) -> str:
         try:
@@ -217,10 +256,10 @@ class S3Destination:
             raise _storage_error("CompleteMultipartUpload", exc) from None
 
     def abort(self, upload_id: str) -> None:
-        """Best effort: the bucket's lifecycle rule is the backstop for an abort that fails."""
+        """Best effort: the bucket's lifecycle rule is the backstop for an abort that fails. The journal is
+        left alone: it may already name another upload, the one going on."""
         with contextlib.suppress(ClientError, BotoCoreError):
             self.s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload_id)
-        self.forget()
 
     def delete_object(self) -> None:
         try:
