@@ -16,7 +16,7 @@ from polyv_retriever import errors
 from polyv_retriever.transfer import checksums
 from polyv_retriever.transfer.engine import MiB, TransferEngine, TransferSettings
 from polyv_retriever.transfer.s3_multipart import JOURNAL_PREFIX, S3Destination
-from polyv_retriever.transfer.source import SourceInfo
+from polyv_retriever.transfer.source import HttpSource, SourceInfo
 from tests.integration.conftest import open_uploads
 from tests.integration.test_transfer_engine import SMALL_PARTS, Video, assert_clean_failure, object_sha256
 
@@ -149,6 +149,21 @@ def test_without_an_etag_an_unchanged_source_is_copied_at_the_cost_of_one_part(
 # --- 8: a part answered 200 instead of 206 ------------------------------------------------------------
 
 
+def faults_after_the_probe(video: Video, **faults: object) -> HttpSource:
+    """A source whose server starts misbehaving right after the engine's probe (which is a ranged request
+    too), so that the fault hits the parts."""
+    source = video.source()
+    probe = source.probe
+
+    def probe_then_misbehave() -> SourceInfo:
+        info = probe()
+        video.emulator.set_faults(**faults)
+        return info
+
+    source.probe = probe_then_misbehave  # type: ignore[method-assign]
+    return source
+
+
 @pytest.mark.parametrize(
     ("size", "downloads"),
     # Many parts: the probe, the 200 (dropped unread), part 1 again, parts 2..4. One part: a 200 is the whole
@@ -160,15 +175,7 @@ def test_a_part_answered_200_is_asked_again_and_the_upload_goes_on(
     emulator: EmulatorServer, s3: S3Client, bucket: str, size: int, downloads: int
 ) -> None:
     video = Video(emulator, "vnode", size)
-    source = video.source()
-    probe = source.probe
-
-    def probe_then_misbehave() -> SourceInfo:
-        info = probe()
-        emulator.set_faults(dl_range_ignored=1)  # the next ranged request, the first part's, gets a 200
-        return info
-
-    source.probe = probe_then_misbehave  # type: ignore[method-assign]
+    source = faults_after_the_probe(video, dl_range_ignored=1)  # the first part's request gets a 200
 
     result = TransferEngine(ONE_AT_A_TIME).copy(source, S3Destination(s3, bucket, "vnode.mp4"), metadata={})
 
@@ -184,15 +191,7 @@ def test_a_server_that_stops_honouring_range_for_good_fails_cleanly(
     emulator: EmulatorServer, s3: S3Client, bucket: str
 ) -> None:
     video = Video(emulator, "vnorange", 12 * MiB)
-    source = video.source()
-    probe = source.probe
-
-    def probe_then_stop_honouring_range() -> SourceInfo:
-        info = probe()
-        emulator.set_faults(dl_range_ignored=1000)
-        return info
-
-    source.probe = probe_then_stop_honouring_range  # type: ignore[method-assign]
+    source = faults_after_the_probe(video, dl_range_ignored=1000)
 
     with pytest.raises(errors.SourceUnavailable, match="ignored Range"):
         TransferEngine(SMALL_PARTS).copy(source, S3Destination(s3, bucket, "vnorange.mp4"), metadata={})
