@@ -192,7 +192,7 @@ class HttpSource:
             try:
                 self._check_identity(response, info)  # a size or validator that differs: SourceChanged
                 if response.status == 416:
-                    raise SourceUnavailable(f"the download server refused {asked} of an unchanged file (416)")
+                    raise SourceUnavailable(f"the download server refused {asked} (416)")
                 if response.status == 200 and (start, end) != (0, info.size):
                     # One CDN node that ignores Range once is no reason to give up the upload: this part
                     # is asked for again. Its bytes sit somewhere inside the whole file's body; reading
