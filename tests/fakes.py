@@ -74,3 +74,20 @@ class FakeStepFunctions:
         if executionArn not in self.executions:
             raise _client_error("ExecutionDoesNotExist", "DescribeExecution")
         return dict(self.executions[executionArn])
+
+
+class FakeEvents:
+    """EventBridge's PutEvents as the Finalize function calls it; ``refuse`` makes it answer a failed entry."""
+
+    def __init__(self) -> None:
+        self.entries: list[dict[str, Any]] = []
+        self.refuse = False
+
+    def put_events(self, *, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        if self.refuse:
+            return {
+                "FailedEntryCount": 1,
+                "Entries": [{"ErrorCode": "InternalException", "ErrorMessage": "try again"}],
+            }
+        self.entries.extend(copy.deepcopy(Entries))
+        return {"FailedEntryCount": 0, "Entries": [{"EventId": str(len(self.entries))}]}

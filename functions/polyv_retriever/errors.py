@@ -181,6 +181,16 @@ class StorageError(TransientError):
     hint = "S3 failed; check the bucket, its permissions and the endpoint"
 
 
+class EventNotDelivered(RetrieverError):
+    """EventBridge did not accept the retrieval's completion event (retried: downstream rules wait on it).
+    Only Finalize raises it, so only Finalize's Retry names it (not a TransientError: those are the
+    Transfer's)."""
+
+    retryable = True
+
+    hint = "EventBridge refused the event; check the bus (EVENT_BUS_NAME) and the function's permission"
+
+
 #: Error names the state machine retries: every transient error above.
 def retryable_error_names() -> list[str]:
     names: list[str] = []

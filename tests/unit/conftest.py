@@ -6,7 +6,7 @@ import pytest
 
 from polyv_retriever.handlers import api, runtime
 from polyv_retriever.pipeline.retrievals import RetrievalService
-from tests.fakes import FakePolyv, FakeStepFunctions, InMemoryRecords
+from tests.fakes import FakeEvents, FakePolyv, FakeStepFunctions, InMemoryRecords
 
 SM_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:RetrievalStateMachine"
 
@@ -32,4 +32,11 @@ def sfn(records: InMemoryRecords, monkeypatch: pytest.MonkeyPatch) -> FakeStepFu
     polyv.create_task = lambda vids, days: "fedcba9876543210fedcba9876543210"  # type: ignore[attr-defined]
     service = RetrievalService(fake, SM_ARN, records, "bkt", lambda: polyv)  # type: ignore[arg-type]
     monkeypatch.setattr(api, "service", lambda: service)
+    return fake
+
+
+@pytest.fixture
+def events(monkeypatch: pytest.MonkeyPatch) -> FakeEvents:
+    fake = FakeEvents()
+    monkeypatch.setattr(runtime, "events", lambda: fake)
     return fake

@@ -9,7 +9,7 @@ import pytest
 
 from local_stack.moto_server import LocalContext
 from polyv_retriever.handlers import api, check_status, finalize, runtime
-from tests.fakes import FakePolyv, FakeStepFunctions, InMemoryRecords
+from tests.fakes import FakeEvents, FakePolyv, FakeStepFunctions, InMemoryRecords
 
 TASK = "0123456789abcdef0123456789abcdef"
 SM_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:RetrievalStateMachine"
@@ -30,7 +30,9 @@ def test_check_status_returns_the_state_machines_view(
     assert f"p/{TASK}/_retrieval/status.json" in records.documents
 
 
-def test_finalize_writes_the_manifest_and_returns_the_summary(records: InMemoryRecords) -> None:
+def test_finalize_writes_the_manifest_and_returns_the_summary(
+    records: InMemoryRecords, events: FakeEvents
+) -> None:
     event = {
         "taskId": TASK,
         "prefix": "p/",
@@ -40,6 +42,7 @@ def test_finalize_writes_the_manifest_and_returns_the_summary(records: InMemoryR
     summary = finalize.handler(event, LocalContext("Finalize", 60))
     assert summary["outcome"] == "COMPLETE"
     assert records.documents[f"p/{TASK}/manifest.json"]["counts"]["COPIED"] == 1
+    assert [e["DetailType"] for e in events.entries] == ["Retrieval Completed"]
 
 
 # --- the API ---------------------------------------------------------------------------------------------

@@ -16,11 +16,10 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
-from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from polyv_retriever import errors
+from polyv_retriever import errors, observability
 from polyv_retriever.handlers import runtime
 from polyv_retriever.pipeline.retrievals import RetrievalService
 
@@ -155,7 +154,7 @@ def _upstream(exc: errors.RetrieverError) -> Response[str]:
     return _json(503 if exc.retryable else 502, {"message": exc.describe()})
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False)
+@observability.instrumented("Api")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)
 

@@ -8,6 +8,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict
 
+from polyv_retriever import observability
 from polyv_retriever.handlers import runtime
 from polyv_retriever.pipeline.polling import PollPolicy, poll_task
 from polyv_retriever.pipeline.records import RetrievalLayout
@@ -22,7 +23,7 @@ class CheckStatusEvent(BaseModel):
     poll: dict[str, Any] | None = None
 
 
-@logger.inject_lambda_context(log_event=False)
+@observability.instrumented("CheckStatus")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = CheckStatusEvent.model_validate(event)
     result = poll_task(
@@ -33,6 +34,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         policy=PollPolicy.from_env(),
         now=time.time(),
     )
+    observability.record_poll()
     logger.info(
         "polled", extra={"taskId": request.taskId, "counts": result["counts"], "poll": result["count"]}
     )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict
 
+from polyv_retriever import observability
 from polyv_retriever.handlers import runtime
 from polyv_retriever.pipeline.manifest import finalize
 
@@ -20,9 +22,11 @@ class FinalizeEvent(BaseModel):
     poll: dict[str, Any] | None = None
     transfers: list[dict[str, Any]] | None = None
     failure: dict[str, Any] | None = None
+    execution: str | None = None
+    startedAt: str | None = None  # the execution's start ($$.Execution.StartTime)
 
 
-@logger.inject_lambda_context(log_event=False)
+@observability.instrumented("Finalize")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = FinalizeEvent.model_validate(event)
     summary = finalize(
@@ -35,4 +39,15 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         failure=request.failure,
     )
     logger.info("retrieval finished", extra=summary)
+    observability.announce_completion(
+        runtime.events(),
+        summary,
+        execution=request.execution,
+        started_at=_epoch(request.startedAt) or (request.poll or {}).get("startedAt"),
+        polls=(request.poll or {}).get("count"),
+    )
     return summary
+
+
+def _epoch(timestamp: str | None) -> float | None:
+    return datetime.fromisoformat(timestamp).timestamp() if timestamp else None

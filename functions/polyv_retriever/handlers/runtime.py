@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import os
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import urllib3
-from aws_lambda_powertools import Logger
 from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, Field
 
+from polyv_retriever import observability
 from polyv_retriever.pipeline.records import S3RecordStore
 from polyv_retriever.polyv import credentials
 from polyv_retriever.polyv.client import PolyvClient
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_stepfunctions import SFNClient
 
-logger = Logger()  # service name and level from POWERTOOLS_* variables in template.yaml
+logger = observability.logger
 
 
 class Settings(BaseModel):
@@ -55,6 +55,11 @@ def s3() -> S3Client:
 @cache
 def sfn() -> SFNClient:
     return boto3.client("stepfunctions", config=_AWS_CONFIG)
+
+
+@cache
+def events() -> Any:
+    return boto3.client("events", config=_AWS_CONFIG)
 
 
 @cache

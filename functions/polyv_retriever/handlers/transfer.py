@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict
 
+from polyv_retriever import observability
 from polyv_retriever.handlers import runtime
 from polyv_retriever.pipeline.video_transfer import transfer_video
 from polyv_retriever.transfer.allowlist import DownloadAllowList
@@ -23,7 +24,7 @@ class TransferEvent(BaseModel):
     continuation: dict[str, Any] | None = None
 
 
-@logger.inject_lambda_context(log_event=False)
+@observability.instrumented("Transfer")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = TransferEvent.model_validate(event)
     result = transfer_video(
@@ -40,5 +41,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         continuation=request.continuation,
         time_left=lambda: context.get_remaining_time_in_millis() / 1000,
     )
-    logger.info("transfer", extra={"vid": request.vid, "status": result["status"], **result["result"]})
+    observability.record_transfer(result)
+    logger.info("transfer", extra={"status": result["status"], **result["result"]})
     return result

@@ -17,7 +17,7 @@ from typing import Any
 
 import urllib3
 
-from polyv_retriever import errors
+from polyv_retriever import errors, observability
 from polyv_retriever.polyv.credentials import Credentials
 from polyv_retriever.polyv.models import (
     RetrievalTask,
@@ -113,14 +113,19 @@ class PolyvClient:
         while True:
             try:
                 return self._attempt(method, path, params)
-            except errors.TransientError as exc:
+            except errors.RetrieverError as exc:
+                observability.metric("PolyvErrors", 1, ErrorName=exc.name)
+                if not isinstance(exc, errors.TransientError):
+                    raise
                 retry_after = exc.retry_after if isinstance(exc, errors.RateLimited) else None
                 attempt += 1
                 # A block longer than our cap (Polyv blocks an IP for 5 minutes) is for the caller to wait
                 # out (the state machine's Retry), not for a Lambda to sleep through.
                 if attempt >= self._retry.attempts or (retry_after or 0) > self._retry.cap_seconds:
                     raise
-                self._sleep(self._retry.delay(attempt, retry_after))
+                delay = self._retry.delay(attempt, retry_after)
+                observability.retrying("polyv", exc.name, attempt, delay)
+                self._sleep(delay)
 
     def _attempt(self, method: str, path: str, params: Mapping[str, object]) -> Any:
         fields = signed_params(

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from polyv_retriever.errors import IntegrityError, SourceChanged
+from polyv_retriever.observability import carry_context
 from polyv_retriever.transfer import checksums, resume
 from polyv_retriever.transfer.resume import Continuation, JournalRecord
 from polyv_retriever.transfer.s3_multipart import S3Destination, UploadedPart
@@ -444,7 +445,11 @@ def _source_metadata(info: SourceInfo) -> dict[str, str]:
 
 
 def _start_threads(target: Callable[[], None], count: int) -> list[threading.Thread]:
-    threads = [threading.Thread(target=target, name=f"transfer-{i}", daemon=True) for i in range(count)]
+    # carry_context: the workers' log lines and metrics belong to the invocation that started them.
+    threads = [
+        threading.Thread(target=carry_context(target), name=f"transfer-{i}", daemon=True)
+        for i in range(count)
+    ]
     for thread in threads:
         thread.start()
     return threads

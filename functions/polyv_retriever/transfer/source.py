@@ -19,6 +19,7 @@ from urllib.parse import urljoin
 import urllib3
 
 from polyv_retriever.errors import SourceChanged, SourceExpired, SourceUnavailable
+from polyv_retriever.observability import retrying
 from polyv_retriever.transfer.allowlist import DownloadAllowList
 
 MAX_REDIRECTS = 3
@@ -134,7 +135,9 @@ class HttpSource:
                 attempt += 1
                 if attempt >= self._retry.attempts:
                     raise
-                time.sleep(self._retry.delay(attempt))
+                delay = self._retry.delay(attempt)
+                retrying("download", SourceUnavailable.__name__, attempt, delay)
+                time.sleep(delay)
 
     # --- the public reads --------------------------------------------------------------------------------
 

@@ -1,0 +1,245 @@
+"""Observability in one place: log context, EMF metrics, X-Ray traces and the retrieval's completion event.
+
+Handlers get all of it from one decorator, ``instrumented``; core code calls the small helpers below
+(``metric``, ``retrying``, ``carry_context``) and never Powertools directly. Outside a Lambda invocation
+(the CLI, unit tests) metrics are not emitted and tracing is off, so the same core stays quiet there.
+
+Why a context variable instead of Powertools' ``append_keys``: the keys must reach every line of an
+invocation, the transfer's worker threads included, and on the local stack several invocations share one
+process at once; ``append_keys`` is process-wide, so concurrent invocations would stamp each other's lines.
+A worker thread sees the invocation's context when it is started through ``carry_context``.
+
+Secrets: nothing here takes a URL, a query string or a credential. Tracing patches only boto3/botocore
+(never the HTTP clients that carry Polyv's signed URLs), and the handlers' responses are not captured.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit, single_metric
+
+from polyv_retriever.errors import EventNotDelivered, RetrieverError
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+SOURCE = "polyv-retriever"
+COMPLETED = "Retrieval Completed"
+DEFAULT_NAMESPACE = "PolyvRetriever"
+
+logger = Logger()  # service name and level from POWERTOOLS_* variables in template.yaml
+# Only AWS SDK calls become subsegments: urllib3 (Polyv's API, the CDN's signed URLs) is never patched.
+tracer = Tracer(patch_modules=["boto3", "botocore"])
+
+T = TypeVar("T")
+Handler = Callable[[dict[str, Any], "LambdaContext"], dict[str, Any]]
+
+
+@dataclass
+class _Invocation:
+    keys: dict[str, Any]
+    metrics: EphemeralMetrics
+    function: str
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_current: contextvars.ContextVar[_Invocation | None] = contextvars.ContextVar("invocation", default=None)
+_cold = True
+
+
+class _InvocationKeys(logging.Filter):
+    """Stamps every record of the logger with the current invocation's keys (task id, vid, execution,
+    function, request id), whichever thread logs it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        invocation = _current.get()
+        if invocation is not None:
+            for name, value in invocation.keys.items():
+                setattr(record, name, value)
+        return True
+
+
+logger.addFilter(_InvocationKeys())
+
+
+def namespace() -> str:
+    return os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE
+
+
+def carry_context(target: Callable[[], T]) -> Callable[[], T]:
+    """``target`` run in a copy of the caller's context: a worker thread started with it logs and counts as
+    part of the invocation that started it (threads do not inherit context variables)."""
+    return functools.partial(contextvars.copy_context().run, target)
+
+
+def context_keys(event: Any, function: str) -> dict[str, Any]:
+    """The keys every log line of an invocation carries, from the event the state machine or API sent."""
+    keys: dict[str, Any] = {"function": function}
+    if isinstance(event, dict):
+        path = event.get("pathParameters") or {}
+        task_id = event.get("taskId") or path.get("retrieval_id") or path.get("id")
+        for name, value in (
+            ("taskId", task_id),
+            ("vid", event.get("vid")),
+            ("execution", event.get("execution")),
+        ):
+            if isinstance(value, str) and value:
+                keys[name] = value
+    return keys
+
+
+def instrumented(function: str) -> Callable[[Handler], Handler]:
+    """The decorator stack of every handler: log context, a trace of the invocation (without its response),
+    the invocation's metrics flushed as one EMF record, and every project error counted by name."""
+
+    def decorate(handler: Handler) -> Handler:
+        traced = tracer.capture_lambda_handler(capture_response=False)(handler)
+
+        @functools.wraps(handler)
+        def wrapper(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+            global _cold  # one flag per process: a cold start is per process
+            cold, _cold = _cold, False
+            keys = context_keys(event, function)
+            keys.update(function_request_id=getattr(context, "aws_request_id", None), cold_start=cold)
+            metrics = EphemeralMetrics(namespace=namespace(), service=SOURCE)
+            metrics.set_default_dimensions(function=function)
+            invocation = _Invocation(keys, metrics, function)
+            token = _current.set(invocation)
+            try:
+                for name in ("taskId", "vid", "execution"):
+                    if name in keys:
+                        tracer.put_annotation(name, keys[name])
+                answer: dict[str, Any] = traced(event, context)
+                return answer
+            except RetrieverError as exc:
+                logger.warning("invocation failed", extra={"error": exc.name, "retryable": exc.retryable})
+                metric("Errors", 1, ErrorName=exc.name)
+                raise
+            finally:
+                with invocation.lock:
+                    if metrics.metric_set:
+                        metrics.flush_metrics()
+                _current.reset(token)
+
+        return wrapper
+
+    return decorate
+
+
+def metric(name: str, value: float, unit: MetricUnit = MetricUnit.Count, **dimensions: str) -> None:
+    """Count or measure something for the current invocation. Dimensions stay low-cardinality (an outcome,
+    an error name; never a vid or a task id): each distinct value is a metric billed by CloudWatch.
+    A metric with dimensions of its own is emitted at once as its own EMF record."""
+    invocation = _current.get()
+    if invocation is None:
+        return  # the CLI and unit tests: no EMF on stdout
+    if dimensions:
+        with single_metric(
+            name=name,
+            unit=unit,
+            value=value,
+            namespace=namespace(),
+            default_dimensions={"service": SOURCE, "function": invocation.function},
+        ) as single:
+            for key, dimension in dimensions.items():
+                single.add_dimension(name=key, value=dimension)
+        return
+    with invocation.lock:
+        invocation.metrics.add_metric(name=name, unit=unit, value=value)
+
+
+def retrying(what: str, error: str, attempt: int, delay_seconds: float) -> None:
+    """A request that failed transiently and will be tried again: one log line and one count per retry,
+    by the error's name (what = a fixed word like "part" or "polyv", never a URL)."""
+    logger.warning(
+        "retrying", extra={"what": what, "error": error, "attempt": attempt, "delaySeconds": delay_seconds}
+    )
+    metric("Retries", 1, Reason=error)
+
+
+def record_transfer(result: dict[str, Any]) -> None:
+    """The Transfer handler's result -> bytes moved, seconds, throughput, URL refreshes."""
+    summary = result.get("result") or {}
+    moved, seconds = int(summary.get("bytesTransferred") or 0), float(summary.get("seconds") or 0)
+    metric("BytesCopied", moved, MetricUnit.Bytes)
+    metric("TransferSeconds", seconds, MetricUnit.Seconds)
+    if moved and seconds > 0:
+        metric("Throughput", moved / seconds / 1e6, MetricUnit.MegabytesPerSecond)
+    metric("UrlRefreshes", int(summary.get("urlRefreshes") or 0))
+    if result.get("status") in ("COPIED", "SKIPPED"):
+        metric("Videos", 1, Outcome=str(result["status"]))
+
+
+def record_poll() -> None:
+    metric("Polls", 1)
+
+
+# --- the end of a retrieval -----------------------------------------------------------------------------
+
+
+def completion_detail(
+    summary: dict[str, Any], *, execution: str | None, started_at: float | None, now: float
+) -> dict[str, Any]:
+    """The event's detail: what a machine downstream needs, nothing it should not see (no URLs)."""
+    detail: dict[str, Any] = {
+        "taskId": summary["taskId"],
+        "execution": execution,
+        "outcome": summary["outcome"],
+        "counts": summary.get("counts", {}),
+        "bytes": summary.get("bytes", 0),
+        "manifest": summary.get("manifest"),
+        "durationSeconds": round(now - started_at, 3) if started_at else None,
+    }
+    if summary.get("error"):
+        detail["error"] = {"name": summary["error"].get("name")}
+    return detail
+
+
+def announce_completion(
+    events: Any,
+    summary: dict[str, Any],
+    *,
+    execution: str | None,
+    started_at: float | None,
+    polls: int | None = None,
+    bus: str | None = None,
+) -> dict[str, Any]:
+    """The one place a finished retrieval is announced: the EventBridge event (``source`` polyv-retriever,
+    ``detail-type`` Retrieval Completed) that users' rules and the template's notification rule match,
+    and the retrieval's metrics. Raises EventNotDelivered (retried by the state machine) if the event was not
+    accepted: a silent loss would leave a downstream pipeline waiting forever."""
+    detail = completion_detail(summary, execution=execution, started_at=started_at, now=time.time())
+    entry = {
+        "Source": SOURCE,
+        "DetailType": COMPLETED,
+        "Detail": json.dumps(detail, ensure_ascii=False),
+        "EventBusName": bus or os.environ.get("EVENT_BUS_NAME") or "default",
+    }
+    answer = events.put_events(Entries=[entry])
+    if answer.get("FailedEntryCount"):
+        failed = answer["Entries"][0]
+        raise EventNotDelivered(
+            f"EventBridge did not accept the completion event: {failed.get('ErrorCode')} "
+            f"{failed.get('ErrorMessage')}"
+        )
+    counts = detail["counts"]
+    for outcome in ("FAILED", "POLYV_FAIL"):  # COPIED and SKIPPED are counted as each transfer ends
+        if counts.get(outcome):
+            metric("Videos", counts[outcome], Outcome=outcome)
+    metric("Retrievals", 1, Outcome=str(detail["outcome"]))
+    metric("RetrievalBytes", detail["bytes"], MetricUnit.Bytes)
+    if polls:
+        metric("PollsPerTask", polls)
+    logger.info("retrieval announced", extra={"outcome": detail["outcome"], "counts": counts})
+    return detail
