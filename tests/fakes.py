@@ -77,7 +77,7 @@ class FakeStepFunctions:
 
 
 class FakeEvents:
-    """EventBridge's PutEvents as the Finalize function calls it; ``refuse`` makes it answer a failed entry."""
+    """EventBridge PutEvents as Finalize calls it; ``refuse`` makes it answer with a failed entry."""
 
     def __init__(self) -> None:
         self.entries: list[dict[str, Any]] = []
