@@ -53,6 +53,7 @@ class LocalStack:
         self.api: ApiGatewayFront | None = None
         self.state_machine_arn = ""
         self.credentials_parameter = ""
+        self.notification_queue_url = ""
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
@@ -90,6 +91,7 @@ class LocalStack:
         self._store_credentials(resolved, credentials)
         self._configure_functions(resolved, base_url)
         self._create_state_machine(resolved)
+        self._create_event_rules(resolved)
         api_function = next(f for f in resolved.functions() if f.logical_id == "ApiFunction")
         self.api = ApiGatewayFront(
             _load_handler(api_function.handler),
@@ -120,6 +122,7 @@ class LocalStack:
             "stateMachineArn": self.state_machine_arn,
             "credentialsParameter": self.credentials_parameter,
             "polyvEmulator": self.emulator.base_url if self.emulator else None,
+            "notificationQueueUrl": self.notification_queue_url,
             "region": REGION,
         }
 
@@ -200,6 +203,28 @@ class LocalStack:
                 f"template resolves the state machine to {os.environ.get('STATE_MACHINE_ARN')}, "
                 f"moto created {self.state_machine_arn}"
             )
+
+    def _create_event_rules(self, resolved: ResolvedTemplate) -> None:
+        """The template's EventBridge rules, as written, on moto's EventBridge. moto cannot deliver to SNS,
+        so an SQS queue stands in for the notification topic: it receives exactly what the topic would
+        (the rule's pattern and input transformer applied), and ``notificationQueueUrl`` names it."""
+        events, sqs = boto3.client("events"), boto3.client("sqs")
+        topic_queue = sqs.create_queue(QueueName="NotificationTopic")["QueueUrl"]
+        topic_arn = sqs.get_queue_attributes(QueueUrl=topic_queue, AttributeNames=["QueueArn"])
+        self.notification_queue_url = topic_queue
+        buses = {"default"}
+        for logical_id, rule in resolved.event_rules().items():
+            bus = rule.get("EventBusName", "default")
+            if bus not in buses:
+                events.create_event_bus(Name=bus)
+                buses.add(bus)
+            events.put_rule(Name=logical_id, EventPattern=json.dumps(rule["EventPattern"]), EventBusName=bus)
+            targets = []
+            for target in rule["Targets"]:
+                if target["Arn"] != resolved.resolve({"Ref": "NotificationTopic"}):
+                    raise ValueError(f"{logical_id}: the local stack only knows the notification topic")
+                targets.append({**target, "Arn": topic_arn["Attributes"]["QueueArn"]})
+            events.put_targets(Rule=logical_id, EventBusName=bus, Targets=targets)
 
 
 def _load_handler(path: str) -> Any:

@@ -16,6 +16,7 @@ import yaml
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
+STACK_NAME = "polyv-retriever"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO_ROOT / "template.yaml"
 
@@ -101,6 +102,8 @@ class ResolvedTemplate:
             return ACCOUNT
         if name == "AWS::Partition":
             return "aws"
+        if name == "AWS::StackName":
+            return STACK_NAME
         if name == "AWS::URLSuffix":
             return "amazonaws.com"
         if name == "AWS::NoValue":
@@ -201,6 +204,14 @@ class ResolvedTemplate:
             for e in events.values()
             if e["Type"] == "Api"
         ]
+
+    def event_rules(self) -> dict[str, dict[str, Any]]:
+        """Every AWS::Events::Rule's properties, resolved (patterns, buses, targets, input transformers)."""
+        return {
+            logical_id: dict(self.resolve(resource["Properties"]))
+            for logical_id, resource in self.resources.items()
+            if resource["Type"] == "AWS::Events::Rule"
+        }
 
     def bucket_properties(self, logical_id: str = "DataBucket") -> dict[str, Any]:
         return dict(self.resolve(self.resources[logical_id].get("Properties", {})))

@@ -22,6 +22,7 @@ class TransferEvent(BaseModel):
     vid: str
     prefix: str
     continuation: dict[str, Any] | None = None
+    execution: str | None = None
 
 
 @observability.instrumented("Transfer")
@@ -43,4 +44,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     )
     observability.record_transfer(result)
     logger.info("transfer", extra={"status": result["status"], **result["result"]})
-    return result
+    # Carried into the next invocation when the state machine loops a continuation (its log context).
+    return {**result, "execution": request.execution} if request.execution else result

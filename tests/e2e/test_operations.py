@@ -1,0 +1,154 @@
+"""What an operator gets from a retrieval on the local stack: the completion event (captured the way a user's
+own rule would capture it), the notice for people, EMF metrics and log lines with their context."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.e2e.conftest import Stack
+
+pytestmark = pytest.mark.e2e
+MiB = 1024 * 1024
+SECRETS = ("emulator-secret", "auth_key", "sign=")
+
+
+def client(stack: Stack, service: str) -> Any:
+    return boto3.client(
+        service,  # type: ignore[call-overload]
+        endpoint_url=stack.info["awsEndpoint"],
+        region_name="us-east-1",
+        aws_access_key_id="e2e",
+        aws_secret_access_key="e2e",
+    )
+
+
+def drain(sqs: Any, queue_url: str, want: int, timeout: float = 20) -> list[str]:
+    bodies: list[str] = []
+    deadline = time.monotonic() + timeout
+    while len(bodies) < want and time.monotonic() < deadline:
+        answer = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        for message in answer.get("Messages", []):
+            bodies.append(message["Body"])
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return bodies
+
+
+def json_lines(text: str) -> Iterator[dict[str, Any]]:
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                yield json.loads(line)
+            except ValueError:
+                continue
+
+
+@pytest.fixture(scope="module")
+def finished(stack: Stack) -> dict[str, Any]:
+    """One PARTIAL retrieval (one video copied after a download 5xx, one failed by Polyv), with a user's rule
+    capturing the project's events into a queue of their own."""
+    events, sqs = client(stack, "events"), client(stack, "sqs")
+    queue = sqs.create_queue(QueueName="my-pipeline")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    # The README's example rule, as a user would put it.
+    events.put_rule(
+        Name="my-pipeline",
+        EventPattern=json.dumps({"source": ["polyv-retriever"], "detail-type": ["Retrieval Completed"]}),
+    )
+    events.put_targets(Rule="my-pipeline", Targets=[{"Id": "queue", "Arn": queue_arn}])
+
+    task_id = stack.task(
+        [
+            {"vid": "ops-ok", "size": 12 * MiB, "outcome": "SUCCESS", "readyAfter": 800},
+            {"vid": "ops-bad", "size": MiB, "outcome": "FAIL", "readyAfter": 400},
+        ]
+    )
+    stack.emulator("POST", "faults", {"dl_5xx": 1})  # one download answers 503: retried, and logged
+    status, _ = stack.api("POST", "/retrievals", {"taskId": task_id, "prefix": "ops/"})
+    assert status == 202
+    done = stack.wait(task_id)
+    events_seen = [json.loads(b) for b in drain(sqs, queue, 1)]
+    return {"taskId": task_id, "done": done, "events": events_seen, "sqs": sqs}
+
+
+def test_the_completion_event_reaches_a_users_rule_with_what_a_pipeline_needs(
+    stack: Stack, finished: dict[str, Any]
+) -> None:
+    task_id = finished["taskId"]
+    mine = [e for e in finished["events"] if e["detail"]["taskId"] == task_id]
+    assert len(mine) == 1, finished["events"]
+    (event,) = mine
+    assert (event["source"], event["detail-type"]) == ("polyv-retriever", "Retrieval Completed")
+    detail = event["detail"]
+    assert detail["outcome"] == "PARTIAL"
+    assert detail["counts"] == {"COPIED": 1, "SKIPPED": 0, "FAILED": 0, "POLYV_FAIL": 1}
+    assert detail["bytes"] == 12 * MiB
+    assert detail["manifest"] == f"s3://{stack.bucket}/ops/{task_id}/manifest.json"
+    assert detail["execution"] == task_id
+    assert 0 < detail["durationSeconds"] < 120
+    assert detail == {**detail, **{k: v for k, v in finished["done"]["result"].items() if k in detail}}
+    assert not any(secret in json.dumps(event) for secret in SECRETS)
+
+
+def test_people_get_a_one_line_notice_through_the_templates_rule(
+    stack: Stack, finished: dict[str, Any]
+) -> None:
+    task_id = finished["taskId"]
+    notices = [
+        json.loads(body)
+        for body in drain(finished["sqs"], stack.info["notificationQueueUrl"], 1)
+        if task_id in body
+    ]
+    assert notices == [
+        f"polyv-retriever: retrieval {task_id} finished PARTIAL: 1 copied, 0 already there, 0 failed, "
+        f"1 failed on Polyv; {12 * MiB} bytes. Manifest: s3://{stack.bucket}/ops/{task_id}/manifest.json"
+    ]
+
+
+def test_the_functions_emit_emf_metrics_with_low_cardinality_dimensions(
+    stack: Stack, finished: dict[str, Any]
+) -> None:
+    records = [r for r in json_lines(stack.log.read_text()) if "_aws" in r]
+    seen: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        directive = record["_aws"]["CloudWatchMetrics"][0]
+        assert directive["Namespace"] == "PolyvRetriever"
+        for dimensions in directive["Dimensions"]:
+            assert set(dimensions) <= {"service", "function", "Outcome", "ErrorName", "Reason"}
+            assert all(len(str(record[d])) < 32 for d in dimensions)  # never a task id or a vid
+        for metric in directive["Metrics"]:
+            seen.setdefault(metric["Name"], []).append(record)
+    expected = {"BytesCopied", "TransferSeconds", "Throughput", "UrlRefreshes", "Videos", "Polls"}
+    expected |= {"PollsPerTask", "Retrievals", "RetrievalBytes", "Retries"}
+    assert expected <= set(seen)
+    outcomes = {r["Outcome"] for r in seen["Videos"]}
+    assert {"COPIED", "POLYV_FAIL"} <= outcomes
+    assert {r["Reason"] for r in seen["Retries"]} >= {"SourceUnavailable"}
+    assert {r["function"] for r in seen["BytesCopied"]} == {"Transfer"}
+    assert not any(secret in json.dumps(records) for secret in SECRETS)
+
+
+def test_every_log_line_of_the_retrievals_invocations_carries_task_vid_and_execution(
+    stack: Stack, finished: dict[str, Any]
+) -> None:
+    task_id = finished["taskId"]
+    lines = [r for r in json_lines(stack.log.read_text()) if r.get("taskId") == task_id and "level" in r]
+    by_function: dict[str, list[dict[str, Any]]] = {}
+    for line in lines:
+        by_function.setdefault(line["function"], []).append(line)
+    assert {"Api", "CheckStatus", "Transfer", "Finalize"} <= set(by_function)
+    for function in ("CheckStatus", "Transfer", "Finalize"):
+        for line in by_function[function]:
+            assert line["execution"] == task_id, line
+    for line in by_function["Transfer"]:
+        assert line["vid"] == "ops-ok", line
+    retry = [line for line in by_function["Transfer"] if line["message"] == "retrying"]
+    assert retry
+    assert retry[0]["error"] == "SourceUnavailable"
