@@ -1,8 +1,10 @@
 """An API Gateway (REST, proxy integration) front on a local port: HTTP requests become the proxy events
 the API function receives in AWS, and its answers become HTTP responses.
 
-IAM auth is not emulated (there is no IAM here): every local request is treated as signed. Unknown routes
-answer 403 "Missing Authentication Token", as API Gateway does.
+IAM auth, as far as it can be without IAM: a request that carries a SigV4 signature has it checked (with
+the local stack's own AWS credentials, the ones its moto accepts) and is refused with 403 when it does not
+match, as API Gateway refuses it; an unsigned request is let through (the local tools do not sign), since
+there are no IAM policies here to decide on it. Unknown routes answer 403 "Missing Authentication Token".
 """
 
 from __future__ import annotations
@@ -37,8 +39,11 @@ class ApiGatewayFront:
         host: str = "127.0.0.1",
         port: int = 0,
         stage: str = "v1",
+        credentials: dict[str, str] | None = None,
     ) -> None:
         self.handler, self.timeout, self.stage = handler, timeout_seconds, stage
+        #: access key id -> secret: who may sign requests (the local stack's own credentials).
+        self.credentials: dict[str, str] = dict(credentials or {})
         self.routes = [(method, resource, _route_pattern(resource)) for method, resource in routes]
         front = self
 
@@ -78,6 +83,9 @@ class ApiGatewayFront:
         path = url.path.removeprefix(f"/{self.stage}") or "/"
         length = int(request.headers.get("Content-Length") or 0)
         body = request.rfile.read(length) if length else b""
+        refused = signature_problem(request, body, self.credentials)
+        if refused:
+            return _respond(request, 403, {"Content-Type": "application/json"}, json.dumps(refused).encode())
         for method, resource, pattern in self.routes:
             match = pattern.match(path)
             if match and method == request.command:
@@ -144,6 +152,57 @@ class ApiGatewayFront:
             "body": body.decode("utf-8", "replace") if body else None,
             "isBase64Encoded": False,
         }
+
+
+_AUTHORIZATION = re.compile(
+    r"^AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<service>[^/]+)/"
+    r"aws4_request, ?SignedHeaders=(?P<signed>[^,]+), ?Signature=(?P<signature>[0-9a-f]{64})$"
+)
+_SKEW_SECONDS = 15 * 60
+
+
+def signature_problem(
+    request: BaseHTTPRequestHandler, body: bytes, credentials: dict[str, str]
+) -> dict[str, str] | None:
+    """None if the request is unsigned or its SigV4 signature is right; else API Gateway's refusal."""
+    import hmac
+    from datetime import UTC, datetime
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    match = _AUTHORIZATION.match(header)
+    if not match or match["service"] != "execute-api":
+        return {"message": "Authorization header requires a SigV4 signature for execute-api"}
+    secret = credentials.get(match["key"])
+    if secret is None:
+        return {"message": "The security token included in the request is invalid."}
+    stamp = request.headers.get("X-Amz-Date", "")
+    try:
+        signed_at = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return {"message": "X-Amz-Date is missing or malformed"}
+    if abs((datetime.now(UTC) - signed_at).total_seconds()) > _SKEW_SECONDS:
+        return {"message": "Signature expired: the request's X-Amz-Date is more than 15 minutes off"}
+    names = match["signed"].split(";")
+    headers = {name: request.headers.get(name, "") for name in names}
+    signed = AWSRequest(method=request.command, url=f"http://{headers.get('host')}{request.path}", data=body)
+    for name, value in headers.items():
+        signed.headers[name] = value
+    signed.context["timestamp"] = stamp
+    signer = SigV4Auth(Credentials(match["key"], secret), match["service"], match["region"])
+    canonical = signer.canonical_request(signed)
+    expected = signer.signature(signer.string_to_sign(signed, canonical), signed)
+    if not hmac.compare_digest(expected, match["signature"]):
+        return {
+            "message": "The request signature we calculated does not match the signature you provided. "
+            "Check your AWS Secret Access Key and signing method."
+        }
+    return None
 
 
 def _respond(request: BaseHTTPRequestHandler, status: int, headers: dict[str, str], body: bytes) -> None:

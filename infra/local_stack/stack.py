@@ -27,6 +27,8 @@ from polyv_emulator import EmulatorServer
 from polyv_retriever.polyv.credentials import Credentials
 
 BUCKET = "polyv-retriever-local"
+#: The AWS credentials of everything on the local stack: moto accepts them, the API front checks them.
+AWS_KEY_ID, AWS_SECRET = "local-stack", "local-stack"
 #: Waits short enough for a demo; the same template parameters a deployment would override.
 FAST_POLLING = {"PollFirstWaitSeconds": "1", "PollMaxWaitSeconds": "2"}
 
@@ -69,8 +71,8 @@ class LocalStack:
         self.moto = MotoServer().start()
         # Fake credentials that cannot reach AWS, and every boto3 client aimed at moto.
         os.environ.update(
-            AWS_ACCESS_KEY_ID="local-stack",
-            AWS_SECRET_ACCESS_KEY="local-stack",  # noqa: S106 - moto accepts anything
+            AWS_ACCESS_KEY_ID=AWS_KEY_ID,
+            AWS_SECRET_ACCESS_KEY=AWS_SECRET,
             AWS_DEFAULT_REGION=REGION,
             AWS_REGION=REGION,
             AWS_ENDPOINT_URL=self.moto.endpoint,
@@ -97,6 +99,7 @@ class LocalStack:
             _load_handler(api_function.handler),
             routes=resolved.api_routes(),
             timeout_seconds=api_function.timeout,
+            credentials={AWS_KEY_ID: AWS_SECRET},
         ).start()
 
     def stop(self) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from polyv_retriever import errors
+from polyv_retriever.cli import deployed
 from polyv_retriever.polyv import credentials
 from polyv_retriever.polyv.client import PolyvClient
 
@@ -22,7 +23,7 @@ EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_TRANSIENT = 1, 2, 3, 4
 def exit_code_for(error: errors.RetrieverError) -> int:
     if isinstance(error, errors.InvalidInput | errors.DownloadNotAllowed):
         return EXIT_USAGE
-    if isinstance(error, errors.PolyvAuthError):
+    if isinstance(error, errors.PolyvAuthError | deployed.ApiAccessDenied):
         return EXIT_AUTH
     if error.retryable:
         return EXIT_TRANSIENT
@@ -118,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=3 * 86400, help="give up watching after this many seconds"
     )
     run.set_defaults(run=_lazy("run", "cmd_run"))
+
+    deployed.add_parsers(commands, _Parser)  # submit, get, list, cancel: the deployed stack's API
     return parser
 
 

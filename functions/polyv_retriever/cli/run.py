@@ -15,14 +15,14 @@ import argparse
 import hashlib
 import json
 import os
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import urllib3
 
 from polyv_retriever import errors
-from polyv_retriever.cli.view import ProgressView, print_summary
+from polyv_retriever.cli.deployed import follow
+from polyv_retriever.cli.view import print_summary
 from polyv_retriever.polyv import credentials
 from polyv_retriever.polyv.client import PolyvClient
 from polyv_retriever.transfer.s3_multipart import S3Destination
@@ -142,20 +142,13 @@ def _demo_task(stack: LocalStack) -> str:
 
 
 def _watch(api: LocalApi, retrieval_id: str, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    with ProgressView() as view:
-        while True:
-            status, retrieval = api.call("GET", f"/retrievals/{retrieval_id}")
-            if status != 200:
-                raise errors.StorageError(f"GET /retrievals/{retrieval_id} answered {status}: {retrieval}")
-            view.update(retrieval)
-            if retrieval["status"] != "RUNNING":
-                return retrieval
-            if time.monotonic() > deadline:
-                raise errors.PollLimitExceeded(
-                    f"retrieval {retrieval_id} still running after {timeout:.0f} s"
-                )
-            time.sleep(0.5)
+    def fetch() -> dict[str, Any]:
+        status, retrieval = api.call("GET", f"/retrievals/{retrieval_id}")
+        if status != 200:
+            raise errors.StorageError(f"GET /retrievals/{retrieval_id} answered {status}: {retrieval}")
+        return retrieval
+
+    return follow(fetch, timeout, interval=0.5)
 
 
 def _verify(stack: LocalStack, retrieval: dict[str, Any], *, demo: bool) -> list[str]:

@@ -1,0 +1,331 @@
+"""``polyv-retriever submit | get | list | cancel``: talk to the deployed stack's API, as any client would.
+
+Requests are SigV4-signed for ``execute-api`` with botocore's signer, from the usual AWS credential chain
+(environment, ~/.aws profiles and SSO, instance or container roles). The API's base URL comes from
+``--api-url``, else ``POLYV_RETRIEVER_API_URL``, else the ``ApiUrl`` output of the CloudFormation stack
+(``--stack-name``, default: the ``stack_name`` in samconfig.toml, else ``polyv-retriever``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from polyv_retriever import errors
+
+DEFAULT_STACK = "polyv-retriever"
+_EXECUTE_API_HOST = re.compile(r"^[a-z0-9]+\.execute-api\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
+#: Statuses after which a retrieval no longer changes.
+FINISHED = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+
+
+# --- the client -------------------------------------------------------------------------------------------
+
+
+class DeployedApi:
+    """The retrievals API over HTTPS, every request signed; answers are JSON, refusals become named errors."""
+
+    def __init__(self, base_url: str, region: str | None = None) -> None:
+        import boto3
+        import urllib3
+
+        self.base_url = base_url.rstrip("/")
+        session = boto3.Session()
+        host = urlsplit(self.base_url).hostname or ""
+        match = _EXECUTE_API_HOST.match(host)
+        self.region = region or (match["region"] if match else None) or session.region_name or "us-east-1"
+        credentials = session.get_credentials()
+        if credentials is None:
+            raise ApiAccessDenied(
+                "no AWS credentials found (environment, ~/.aws profile or SSO, or an instance role)",
+                hint="configure credentials, e.g. `aws configure` or AWS_PROFILE",
+            )
+        self._credentials = credentials
+        self._http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=10, read=60))
+
+    def signed_headers(self, method: str, url: str, body: bytes | None) -> dict[str, str]:
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        request = AWSRequest(method=method, url=url, data=body or b"", headers=_content_type(body))
+        SigV4Auth(self._credentials.get_frozen_credentials(), "execute-api", self.region).add_auth(request)
+        return dict(request.headers.items())
+
+    def call(
+        self, method: str, path: str, body: dict[str, Any] | None = None, query: dict[str, Any] | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        import urllib3
+
+        url = self.base_url + path
+        if query:
+            url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
+        data = json.dumps(body).encode() if body is not None else None
+        try:
+            response = self._http.request(
+                method, url, body=data, headers=self.signed_headers(method, url, data)
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            raise ApiUnavailable(
+                f"{method} {path}: cannot reach {self.base_url} ({type(exc).__name__})"
+            ) from None
+        try:
+            answer = json.loads(response.data or b"{}")
+        except ValueError:
+            answer = {"message": response.data[:200].decode("utf-8", "replace")}
+        if response.status >= 400:
+            raise _refusal(method, path, response.status, answer)
+        return response.status, answer if isinstance(answer, dict) else {"value": answer}
+
+
+def _content_type(body: bytes | None) -> dict[str, str]:
+    return {"Content-Type": "application/json"} if body is not None else {}
+
+
+class ApiAccessDenied(errors.RetrieverError):
+    """The API refused the caller: no credentials, a bad signature, or no permission to invoke it."""
+
+    hint = "check the AWS credentials and that they may call execute-api:Invoke on this API"
+
+
+class ApiUnavailable(errors.RetrieverError):
+    """The API could not be reached or answered 5xx/429; worth trying again later."""
+
+    retryable = True
+    hint = "try again later; the stack's dashboard and alarms show what failed"
+
+
+def _refusal(method: str, path: str, status: int, answer: dict[str, Any]) -> errors.RetrieverError:
+    message = str(answer.get("message") or answer.get("Message") or answer)
+    what = f"{method} {path} answered {status}: {message}"
+    if status in (401, 403):
+        return ApiAccessDenied(what)
+    if status == 404:
+        return errors.RetrievalNotFound(what)
+    if status == 429 or status >= 500:
+        return ApiUnavailable(what)
+    return errors.InvalidInput(what, hint="")
+
+
+# --- where the API is ---------------------------------------------------------------------------------------
+
+
+def samconfig_stack_name(start: Path | None = None) -> str | None:
+    """``stack_name`` from the nearest samconfig.toml (this directory or a parent), as ``sam deploy`` uses."""
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        config = directory / "samconfig.toml"
+        if config.is_file():
+            data = tomllib.loads(config.read_text(encoding="utf-8"))
+            for section in ("deploy", "global"):
+                name = data.get("default", {}).get(section, {}).get("parameters", {}).get("stack_name")
+                if name:
+                    return str(name)
+            return None
+    return None
+
+
+def resolve_api_url(args: argparse.Namespace, env: dict[str, str] | None = None) -> str:
+    env = dict(os.environ) if env is None else env
+    if args.api_url:
+        return str(args.api_url)
+    if env.get("POLYV_RETRIEVER_API_URL"):
+        return env["POLYV_RETRIEVER_API_URL"]
+    stack = args.stack_name or samconfig_stack_name() or DEFAULT_STACK
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        described = boto3.client("cloudformation", region_name=args.region).describe_stacks(StackName=stack)
+    except ClientError as exc:
+        raise errors.InvalidInput(
+            f"cannot find the API: stack {stack!r}: {exc.response.get('Error', {}).get('Message')}",
+            hint="pass --api-url, set POLYV_RETRIEVER_API_URL, or name the deployed stack with --stack-name",
+        ) from None
+    except BotoCoreError as exc:
+        raise errors.InvalidInput(
+            f"cannot find the API: stack {stack!r}: {exc}",
+            hint="pass --api-url, set POLYV_RETRIEVER_API_URL, or configure AWS credentials and region",
+        ) from None
+    for output in described["Stacks"][0].get("Outputs", []):
+        if output.get("OutputKey") == "ApiUrl":
+            return str(output["OutputValue"])
+    raise errors.InvalidInput(f"stack {stack!r} has no ApiUrl output: is it a polyv-retriever stack?")
+
+
+def _api(args: argparse.Namespace) -> DeployedApi:
+    return DeployedApi(resolve_api_url(args), region=args.region)
+
+
+# --- the commands -----------------------------------------------------------------------------------------
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    if bool(args.task_id) == bool(args.vids):
+        raise errors.InvalidInput("name the work: --task-id TASK_ID, or VID... with --expire-days N")
+    if args.vids and args.expire_days is None:
+        raise errors.InvalidInput("VIDs need --expire-days (1-7)")
+    if args.task_id and args.expire_days is not None:
+        raise errors.InvalidInput("--expire-days goes with VIDs, not with --task-id")
+    body: dict[str, Any] = (
+        {"taskId": args.task_id} if args.task_id else {"vids": args.vids, "expireDays": args.expire_days}
+    )
+    if args.prefix is not None:
+        body["prefix"] = args.prefix
+    status, answer = _api(args).call("POST", "/retrievals", body)
+    if args.json:
+        print(json.dumps(answer, ensure_ascii=False))
+        return 0
+    for retrieval in answer.get("retrievals", [answer]):
+        verb = "started" if status == 202 else "already exists"
+        where = retrieval["destination"]
+        print(f"retrieval {retrieval['retrievalId']} {verb}: {retrieval['status']} -> {where}")
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    api = _api(args)
+
+    def fetch() -> dict[str, Any]:
+        return api.call("GET", f"/retrievals/{args.retrieval_id}")[1]
+
+    waited = args.wait
+    retrieval = follow(fetch, args.timeout, interval=args.interval, quiet=args.json) if waited else fetch()
+    if args.json:
+        print(json.dumps(retrieval, ensure_ascii=False))
+    else:
+        from polyv_retriever.cli.view import print_summary
+
+        print_summary(retrieval)
+    return finished_exit_code(retrieval) if args.wait else 0
+
+
+def follow(
+    fetch: Callable[[], dict[str, Any]], timeout: float, *, interval: float = 5.0, quiet: bool = False
+) -> dict[str, Any]:
+    """Poll a retrieval until it finishes, showing each video's progress live (the view ``run`` uses);
+    ``quiet`` shows nothing (``--json`` keeps stdout for the one JSON document)."""
+    from contextlib import nullcontext
+
+    from polyv_retriever.cli.view import ProgressView
+
+    deadline = time.monotonic() + timeout
+    with nullcontext() if quiet else ProgressView() as view:
+        while True:
+            retrieval = fetch()
+            if view is not None:
+                view.update(retrieval)
+            if retrieval["status"] in FINISHED:
+                return retrieval
+            if time.monotonic() > deadline:
+                raise errors.PollLimitExceeded(
+                    f"retrieval {retrieval['retrievalId']} still {retrieval['status']} after {timeout:.0f} s",
+                    hint="it goes on without us: `polyv-retriever get ID --wait` again later",
+                )
+            time.sleep(interval)
+
+
+def finished_exit_code(retrieval: dict[str, Any]) -> int:
+    """0 only for a retrieval that ended COMPLETE; otherwise one line on stderr saying how it ended."""
+    outcome = (retrieval.get("result") or {}).get("outcome")
+    if retrieval["status"] == "SUCCEEDED" and outcome == "COMPLETE":
+        return 0
+    error = retrieval.get("error") or (retrieval.get("result") or {}).get("error") or {}
+    because = f": {error.get('name')}: {error.get('cause')}" if error.get("name") else ""
+    print(
+        f"polyv-retriever: retrieval {retrieval['retrievalId']} ended {retrieval['status']}"
+        f"{', ' + outcome if outcome else ''}{because}",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    api = _api(args)
+    found: list[dict[str, Any]] = []
+    token: str | None = None
+    while len(found) < args.limit:
+        query = {"status": args.status, "limit": min(100, args.limit - len(found)), "nextToken": token}
+        page = api.call("GET", "/retrievals", query=query)[1]
+        found.extend(page.get("retrievals", []))
+        token = page.get("nextToken")
+        if not token:
+            break
+    found = found[: args.limit]
+    if args.json:
+        print(json.dumps({"retrievals": found}, ensure_ascii=False))
+        return 0
+    if not found:
+        print("no retrievals" + (f" with status {args.status}" if args.status else ""))
+        return 0
+    print(f"{'retrieval':<32}  {'status':<9}  {'started (UTC)':<19}  {'outcome':<8}  bytes")
+    for item in found:
+        outcome = (item.get("result") or {}).get("outcome", "-")
+        started = str(item.get("startedAt") or "-")[:19].replace("T", " ")
+        print(
+            f"{item['retrievalId']:<32}  {item['status']:<9}  {started:<19}  {outcome:<8}  "
+            f"{int(item.get('bytesCopied') or 0):,}"
+        )
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    status, answer = _api(args).call("DELETE", f"/retrievals/{args.retrieval_id}")
+    if args.json:
+        print(json.dumps(answer, ensure_ascii=False))
+    else:
+        print(f"retrieval {args.retrieval_id}: cancel requested ({status}); now {answer.get('status', '?')}")
+    return 0
+
+
+# --- wiring -----------------------------------------------------------------------------------------------
+
+
+def add_parsers(commands: Any, parser_class: type[argparse.ArgumentParser]) -> None:
+    """The four subcommands, on ``polyv-retriever``'s subparsers."""
+    common = parser_class(add_help=False)
+    where = common.add_argument_group("where the API is")
+    where.add_argument(
+        "--api-url",
+        help="the API's base URL (default: env POLYV_RETRIEVER_API_URL, else the stack's ApiUrl output)",
+    )
+    where.add_argument("--stack-name", help="the deployed stack (default: samconfig.toml's stack_name)")
+    where.add_argument(
+        "--region", help="AWS region (default: from the URL, else the usual AWS configuration)"
+    )
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+
+    submit = commands.add_parser("submit", parents=[common], help="start a retrieval on the deployed stack")
+    submit.add_argument("vids", metavar="VID", nargs="*", help="videos to create a Polyv task for")
+    submit.add_argument("--task-id", help="an existing Polyv retrieval task")
+    submit.add_argument("--expire-days", type=int, help="with VIDs: 1-7 days the thawed files stay")
+    submit.add_argument("--prefix", help="S3 key prefix (default: the API's, polyv/)")
+    submit.set_defaults(run=cmd_submit)
+
+    get = commands.add_parser("get", parents=[common], help="where a retrieval stands (--wait: follow it)")
+    get.add_argument("retrieval_id", metavar="ID")
+    get.add_argument(
+        "--wait", action="store_true", help="follow it live until it ends; exit 0 only if COMPLETE"
+    )
+    get.add_argument(
+        "--timeout", type=float, default=4 * 86400, help="with --wait: give up after this many seconds"
+    )
+    get.add_argument("--interval", type=float, default=5.0, help="with --wait: seconds between looks")
+    get.set_defaults(run=cmd_get)
+
+    listing = commands.add_parser("list", parents=[common], help="retrievals, newest first")
+    listing.add_argument("--status", choices=["RUNNING", *FINISHED])
+    listing.add_argument("--limit", type=int, default=20)
+    listing.set_defaults(run=cmd_list)
+
+    cancel = commands.add_parser("cancel", parents=[common], help="stop a running retrieval")
+    cancel.add_argument("retrieval_id", metavar="ID")
+    cancel.set_defaults(run=cmd_cancel)
