@@ -104,7 +104,16 @@ def instrumented(function: str) -> Callable[[Handler], Handler]:
     the invocation's metrics flushed as one EMF record, and every project error counted by name."""
 
     def decorate(handler: Handler) -> Handler:
-        traced = tracer.capture_lambda_handler(capture_response=False)(handler)
+        @functools.wraps(handler)
+        def annotated(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+            # Inside the "## handler" subsegment: Lambda's own segment cannot take annotations.
+            invocation = _current.get()
+            for name in ("taskId", "vid", "execution"):
+                if invocation is not None and name in invocation.keys:
+                    tracer.put_annotation(name, invocation.keys[name])
+            return handler(event, context)
+
+        traced = tracer.capture_lambda_handler(capture_response=False)(annotated)
 
         @functools.wraps(handler)
         def wrapper(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -117,9 +126,6 @@ def instrumented(function: str) -> Callable[[Handler], Handler]:
             invocation = _Invocation(keys, metrics, function)
             token = _current.set(invocation)
             try:
-                for name in ("taskId", "vid", "execution"):
-                    if name in keys:
-                        tracer.put_annotation(name, keys[name])
                 answer: dict[str, Any] = traced(event, context)
                 return answer
             except RetrieverError as exc:

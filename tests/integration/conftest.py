@@ -63,10 +63,24 @@ def aws_environment(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iter
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    for cached in (runtime.settings, runtime.s3, runtime.sfn, runtime.records, runtime.download_pool):
+    for cached in (
+        runtime.settings,
+        runtime.s3,
+        runtime.sfn,
+        runtime.records,
+        runtime.download_pool,
+        runtime.events,
+    ):
         cached.cache_clear()
     yield
-    for cached in (runtime.settings, runtime.s3, runtime.sfn, runtime.records, runtime.download_pool):
+    for cached in (
+        runtime.settings,
+        runtime.s3,
+        runtime.sfn,
+        runtime.records,
+        runtime.download_pool,
+        runtime.events,
+    ):
         cached.cache_clear()
 
 
