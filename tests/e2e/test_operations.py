@@ -152,3 +152,27 @@ def test_every_log_line_of_the_retrievals_invocations_carries_task_vid_and_execu
     retry = [line for line in by_function["Transfer"] if line["message"] == "retrying"]
     assert retry
     assert retry[0]["error"] == "SourceUnavailable"
+
+
+def test_a_failed_retrieval_is_announced_with_its_error_name_but_no_completion_notice(
+    stack: Stack, finished: dict[str, Any]
+) -> None:
+    """FAILED goes to machines as an event; people hear of it from the execution-status rule (AWS only)."""
+    sqs = finished["sqs"]
+    queue = sqs.get_queue_url(QueueName="my-pipeline")["QueueUrl"]
+    task_id = stack.task([{"vid": "ops-creds", "size": MiB, "outcome": "SUCCESS", "readyAfter": 100}])
+    stack.emulator("POST", "apps", {"appId": "emulatorApp", "secret": "rotated-on-polyv"})
+    try:
+        stack.api("POST", "/retrievals", {"taskId": task_id})
+        done = stack.wait(task_id)
+    finally:
+        stack.emulator("POST", "apps", {"appId": "emulatorApp", "secret": "emulator-secret"})
+    assert done["status"] == "FAILED"
+
+    events = [json.loads(b) for b in drain(sqs, queue, 1)]
+    (detail,) = [e["detail"] for e in events if e["detail"]["taskId"] == task_id]
+    assert detail["outcome"] == "FAILED"
+    assert detail["error"] == {"name": "InvalidSignature"}
+    assert detail["counts"] == {"COPIED": 0, "SKIPPED": 0, "FAILED": 0, "POLYV_FAIL": 0}
+    notices = drain(sqs, stack.info["notificationQueueUrl"], 1, timeout=3)
+    assert not [n for n in notices if task_id in n]
