@@ -71,6 +71,13 @@ class _InvocationKeys(logging.Filter):
 
 
 logger.addFilter(_InvocationKeys())
+# The package's standard-library loggers (``logging.getLogger(__name__)`` in the core, e.g. the retry
+# policy's) write through the same JSON handler with the same keys, instead of the runtime's plain text.
+logger.registered_handler.addFilter(_InvocationKeys())
+_package = logging.getLogger("polyv_retriever")
+_package.addHandler(logger.registered_handler)
+_package.setLevel(logger.log_level)
+_package.propagate = False
 
 
 def namespace() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import threading
@@ -190,3 +191,25 @@ def test_an_event_eventbridge_refuses_is_a_named_retryable_error(
         finalize.handler({"taskId": TASK, "prefix": "p/", "transfers": []}, LocalContext("Finalize", 60))
     assert errors.EventNotDelivered("x").retryable
     assert runtime.events() is events
+
+
+def test_the_cores_standard_loggers_write_json_lines_with_the_same_keys() -> None:
+    """e.g. the retry policy's ``logging.getLogger(__name__)``: the same JSON handler, the same context."""
+    stream = io.StringIO()
+    previous = logger.registered_handler.setStream(stream)  # type: ignore[attr-defined]
+
+    @instrumented("Transfer")
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        worker = threading.Thread(
+            target=carry_context(lambda: logging.getLogger("polyv_retriever.retry").warning("retrying x"))
+        )
+        worker.start()
+        worker.join()
+        return {}
+
+    try:
+        handler({"taskId": TASK, "vid": "v-2", "execution": "e-2"}, LocalContext("Transfer", 10))
+    finally:
+        logger.registered_handler.setStream(previous)  # type: ignore[attr-defined]
+    (line,) = [json.loads(text) for text in stream.getvalue().splitlines() if "retrying x" in text]
+    assert (line["level"], line["taskId"], line["vid"], line["execution"]) == ("WARNING", TASK, "v-2", "e-2")
