@@ -23,7 +23,7 @@ from typing import Any
 import boto3
 import urllib3
 
-from local_stack.stack import LocalStack, StackOptions
+from polyv_retriever.local_stack.stack import LocalStack, StackOptions
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # The template's defaults, in Polyv (real) seconds.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from local_stack.stack import AWS_KEY_ID, AWS_SECRET
+from polyv_retriever.local_stack.stack import AWS_KEY_ID, AWS_SECRET
 from tests.e2e.conftest import Stack
 
 pytestmark = pytest.mark.e2e

@@ -16,10 +16,10 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import pytest
 
-from local_stack.api_gateway import signature_problem
 from polyv_retriever.cli import deployed
 from polyv_retriever.cli.main import main
 from polyv_retriever.errors import InvalidInput
+from polyv_retriever.local_stack.api_gateway import signature_problem
 
 TASKS = [f"{i:032x}" for i in range(1, 6)]
 

@@ -18,14 +18,14 @@ from typing import Any
 import boto3
 import pytest
 
-from polyv_emulator import EmulatorServer
+from polyv_retriever.polyv_emulator import EmulatorServer
 
 PARAMETER = "/polyv-retriever/test/trace-credentials"
 
 HANDLERS = textwrap.dedent(
     """
     import json, sys
-    from local_stack.moto_server import LocalContext
+    from polyv_retriever.local_stack.moto_server import LocalContext
     from polyv_retriever.handlers import check_status, finalize, transfer
 
     task_id, vid = sys.argv[1], sys.argv[2]

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from local_stack.moto_server import LocalContext
 from polyv_retriever import errors, observability
 from polyv_retriever.handlers import finalize, runtime
+from polyv_retriever.local_stack.moto_server import LocalContext
 from polyv_retriever.observability import carry_context, instrumented, logger, metric
 from tests.fakes import FakeEvents, InMemoryRecords
 

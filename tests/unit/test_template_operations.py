@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from local_stack.template import ResolvedTemplate, load_template
 from polyv_retriever import observability
+from polyv_retriever.local_stack.template import ResolvedTemplate, load_template
 from polyv_retriever.transfer.engine import TransferSettings
 
 TEMPLATE = load_template()

@@ -17,7 +17,7 @@ import yaml
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 STACK_NAME = "polyv-retriever"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE = REPO_ROOT / "template.yaml"
 
 
