@@ -48,7 +48,7 @@ typecheck: $(STAMP) ## mypy, strict
 
 infra-check: $(STAMP) ## sam validate --lint, statelint on the state machine, sam build (no container)
 	$(SAM) validate --lint --region $(REGION)
-	$(BIN)/statelint infra/statemachine/retrieval.asl.json
+	$(BIN)/statelint infra/statemachine/*.asl.json
 	$(SAM) build --region $(REGION)
 
 openapi: $(STAMP) ## regenerate infra/openapi.json from the API's models

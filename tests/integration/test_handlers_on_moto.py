@@ -64,15 +64,25 @@ def ready_task(emulator: EmulatorServer, videos: dict[str, int]) -> str:
     return task_id
 
 
-def test_check_status_reads_the_secure_string_and_polls(
-    deployed: EmulatorServer, s3: S3Client, bucket: str
+def test_check_status_reads_the_secure_string_polls_and_starts_transfers(
+    deployed: EmulatorServer, s3: S3Client, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    sfn = boto3.client("stepfunctions")
+    machine = sfn.create_state_machine(
+        name=f"transfers-{time.monotonic_ns()}",
+        definition=json.dumps(
+            {"StartAt": "Idle", "States": {"Idle": {"Type": "Wait", "Seconds": 3600, "End": True}}}
+        ),
+        roleArn="arn:aws:iam::123456789012:role/r",
+    )["stateMachineArn"]
+    monkeypatch.setenv("TRANSFER_STATE_MACHINE_ARN", machine)
     task_id = ready_task(deployed, {"a1": 10, "b1": 10})
-    result = check_status.handler(
-        {"taskId": task_id, "prefix": "p/", "poll": {"count": 0}}, LocalContext("c", 60)
-    )
-    assert result["done"] is True
-    assert sorted(result["succeeded"]) == ["a1", "b1"]
+    result = check_status.handler({"taskId": task_id, "prefix": "p/"}, LocalContext("c", 60))
+    # Both ready at once: each got its transfer execution, named after task, attempt and vid.
+    assert result["done"] is False
+    assert {v: p["state"] for v, p in result["videos"].items()} == {"a1": "RUNNING", "b1": "RUNNING"}
+    names = {e["name"] for e in sfn.list_executions(stateMachineArn=machine)["executions"]}
+    assert names == {f"{task_id}.1.a1", f"{task_id}.1.b1"}
     status = json.loads(
         s3.get_object(Bucket=bucket, Key=RetrievalLayout("p/", task_id).status_key)["Body"].read()
     )
@@ -92,7 +102,7 @@ def test_wrong_credentials_raise_the_named_error(deployed: EmulatorServer) -> No
     parameters.clear_caches()
     task_id = ready_task(deployed, {"a1": 10})
     with pytest.raises(errors.InvalidSignature) as caught:
-        check_status.handler({"taskId": task_id, "prefix": "p/", "poll": {"count": 0}}, LocalContext("c", 60))
+        check_status.handler({"taskId": task_id, "prefix": "p/"}, LocalContext("c", 60))
     assert "not-the-secret" not in str(caught.value)
 
 
@@ -176,8 +186,7 @@ def test_finalize_writes_the_manifest_to_s3(deployed: EmulatorServer, s3: S3Clie
         {
             "taskId": "0123456789abcdef0123456789abcdef",
             "prefix": "p/",
-            "poll": {"failed": ["x"]},
-            "transfers": [],
+            "poll": {"done": True, "count": 1, "startedAt": 0, "waitSeconds": 0, "polyvFailed": ["x"]},
         },
         LocalContext("f", 60),
     )
