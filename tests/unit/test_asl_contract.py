@@ -201,7 +201,7 @@ def test_the_tasks_that_must_not_lose_a_failure_catch_everything() -> None:
 def test_the_attempt_budget_is_under_the_execution_timeout_and_the_poll_deadline_under_that() -> None:
     """PollDeadlineSeconds larger than the execution's timeout is refused at deploy time (its MaxValue), and
     the attempt records its own timeout (RetrievalTimedOut) before Step Functions would kill it."""
-    from local_stack.template import ResolvedTemplate, load_template
+    from polyv_retriever.local_stack.template import ResolvedTemplate, load_template
 
     template = load_template()
     resolved = ResolvedTemplate(template)
