@@ -195,3 +195,35 @@ def test_finalize_writes_the_manifest_to_s3(deployed: EmulatorServer, s3: S3Clie
     )
     assert manifest["outcome"] == summary["outcome"] == "PARTIAL"
     assert manifest["videos"] == [{"vid": "x", "outcome": "POLYV_FAIL"}]
+
+
+def test_an_sse_kms_default_encrypted_bucket_takes_the_upload_and_the_skip(
+    deployed: EmulatorServer, s3: S3Client, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ExistingBucketName with a customer-managed key as its default encryption, the key given as KmsKeyArn:
+    the object is written under that key, multipart and all, and a second run skips it as intact."""
+    from polyv_retriever.handlers import runtime
+
+    key_arn = boto3.client("kms").create_key(Description="bucket key")["KeyMetadata"]["Arn"]
+    s3.put_bucket_encryption(
+        Bucket=bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [
+                {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn}}
+            ]
+        },
+    )
+    monkeypatch.setenv("KMS_KEY_ID", key_arn)
+    monkeypatch.setenv("STORAGE_CLASS", "GLACIER_IR")
+    runtime.settings.cache_clear()
+    try:
+        task_id = ready_task(deployed, {"kms01": 12 * 1024 * 1024})
+        first = transfer.handler({"taskId": task_id, "vid": "kms01", "prefix": "k/"}, LocalContext("t", 900))
+        again = transfer.handler({"taskId": task_id, "vid": "kms01", "prefix": "k/"}, LocalContext("t", 900))
+    finally:
+        runtime.settings.cache_clear()
+    assert (first["status"], again["status"]) == ("COPIED", "SKIPPED")
+    head = s3.head_object(Bucket=bucket, Key=f"k/{task_id}/kms01.mp4")
+    assert head["ServerSideEncryption"] == "aws:kms"
+    assert head["SSEKMSKeyId"] == key_arn
+    assert head["StorageClass"] == "GLACIER_IR"

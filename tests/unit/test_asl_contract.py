@@ -214,3 +214,32 @@ def test_the_attempt_budget_is_under_the_execution_timeout_and_the_poll_deadline
     assert deadline_max <= budget - 86400 + 3600  # a day (less the margin) for the last transfers
     assert int(template["Parameters"]["PollDeadlineSeconds"]["Default"]) <= deadline_max
     assert TRANSFER["TimeoutSeconds"] <= timeout
+
+
+def _statements(resolved: Any, logical_id: str) -> list[dict[str, Any]]:
+    policies = resolved.resolve(resolved.resources[logical_id]["Properties"].get("Policies", []))
+    return [s for p in policies if isinstance(p, dict) for s in p.get("Statement", [])]
+
+
+def test_a_kms_key_given_as_parameter_gets_every_writer_what_kms_needs_and_encrypts_the_bucket() -> None:
+    from polyv_retriever.local_stack.template import ResolvedTemplate, load_template
+
+    key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    with_key = ResolvedTemplate(load_template(), {"KmsKeyArn": key})
+    for function in ("CheckStatusFunction", "TransferFunction", "FinalizeFunction", "ApiFunction"):
+        granted = {
+            action
+            for s in _statements(with_key, function)
+            if s.get("Resource") == key
+            for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+        }
+        assert {"kms:GenerateDataKey", "kms:Decrypt"} <= granted, function
+    encryption = with_key.bucket_properties()["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert encryption["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key}
+    transfer_env = next(f for f in with_key.functions() if f.logical_id == "TransferFunction").environment
+    assert transfer_env["KMS_KEY_ID"] == key
+
+    without = ResolvedTemplate(load_template())
+    assert not any(
+        "kms:GenerateDataKey" in str(s.get("Action")) for s in _statements(without, "TransferFunction")
+    )
