@@ -64,6 +64,9 @@ bench: $(STAMP) $(BENCH_TOOLS) ## transfer benchmarks vs rclone, curl|aws and th
 	command -v rclone >/dev/null || (apt-get update -qq && apt-get install -y -qq rclone)
 	$(BIN)/python bench/transfer_bench.py $(BENCH_ARGS)
 
+bench-pipeline: $(STAMP) ## streaming on the local stack: 20 videos ready at spread-out times, per-video timings
+	$(BIN)/python bench/pipeline_bench.py $(BENCH_ARGS)
+
 deploy: $(STAMP) ## sam build + sam deploy (needs AWS credentials; guided the first time)
 	$(SAM) build --region $(REGION)
 	$(SAM) deploy $(if $(wildcard samconfig.toml),,--guided)
@@ -71,4 +74,4 @@ deploy: $(STAMP) ## sam build + sam deploy (needs AWS credentials; guided the fi
 clean: ## remove the venv and build output
 	rm -rf $(VENV) .aws-sam .mypy_cache .ruff_cache .pytest_cache
 
-.PHONY: help install demo test pytest unit lint format typecheck infra-check openapi bench deploy clean
+.PHONY: help install demo test pytest unit lint format typecheck infra-check openapi bench bench-pipeline deploy clean
