@@ -199,6 +199,12 @@ class StorageError(TransientError):
     hint = "S3 failed; check the bucket, its permissions and the endpoint"
 
 
+class OrchestrationError(TransientError):
+    """Step Functions refused or failed a request (start, describe, stop, list executions)."""
+
+    hint = "Step Functions failed; check the state machines and the function's permissions"
+
+
 #: Error names the state machine retries: every transient error above.
 def retryable_error_names() -> list[str]:
     names: list[str] = []

@@ -227,3 +227,58 @@ def test_an_sse_kms_default_encrypted_bucket_takes_the_upload_and_the_skip(
     assert head["ServerSideEncryption"] == "aws:kms"
     assert head["SSEKMSKeyId"] == key_arn
     assert head["StorageClass"] == "GLACIER_IR"
+
+
+def test_a_timed_out_attempt_stops_its_transfers_aborts_their_uploads_and_says_so(
+    deployed: EmulatorServer, s3: S3Client, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RecordFailure's path (the attempt's budget ran out while a transfer ran): the transfer execution is
+    stopped, its open upload aborted, and the manifest says TIMED_OUT with what had landed."""
+    from polyv_retriever.handlers import runtime
+
+    sfn = boto3.client("stepfunctions")
+    machine = sfn.create_state_machine(
+        name=f"transfers-{time.monotonic_ns()}",
+        definition=json.dumps(
+            {"StartAt": "Idle", "States": {"Idle": {"Type": "Wait", "Seconds": 3600, "End": True}}}
+        ),
+        roleArn="arn:aws:iam::123456789012:role/r",
+    )["stateMachineArn"]
+    monkeypatch.setenv("TRANSFER_STATE_MACHINE_ARN", machine)
+    runtime.settings.cache_clear()
+    task = "0123456789abcdef0123456789abcde1"
+    running = f"{task}.1.slow"
+    sfn.start_execution(stateMachineArn=machine, name=running, input="{}")
+    s3.create_multipart_upload(Bucket=bucket, Key=f"t/{task}/slow.mp4")
+    try:
+        summary = finalize.handler(
+            {
+                "taskId": task,
+                "prefix": "t/",
+                "attempt": 1,
+                "poll": {
+                    "done": False,
+                    "count": 9,
+                    "startedAt": 0,
+                    "waitSeconds": 30,
+                    "videos": {
+                        "fast": {"state": "COPIED", "key": f"t/{task}/fast.mp4", "size": 5},
+                        "slow": {"state": "RUNNING", "execution": running},
+                    },
+                },
+                "failure": {"Error": "RetrievalTimedOut", "Cause": '{"errorMessage": "ran 167.0 h"}'},
+            },
+            LocalContext("f", 60),
+        )
+    finally:
+        runtime.settings.cache_clear()
+    assert summary["outcome"] == "TIMED_OUT"
+    assert summary["error"] == {"name": "RetrievalTimedOut", "cause": "ran 167.0 h"}
+    stopped = sfn.describe_execution(
+        executionArn=machine.replace(":stateMachine:", ":execution:") + ":" + running
+    )
+    assert stopped["status"] == "ABORTED"
+    assert open_uploads(s3, bucket) == []
+    manifest = json.loads(s3.get_object(Bucket=bucket, Key=f"t/{task}/manifest.json")["Body"].read())
+    assert {v["vid"]: v["outcome"] for v in manifest["videos"]} == {"fast": "COPIED", "slow": "NOT_COPIED"}
+    assert manifest["outcome"] == "TIMED_OUT"

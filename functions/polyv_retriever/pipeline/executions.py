@@ -1,7 +1,7 @@
 """Step Functions as the pipeline uses it: start and describe executions by name, stop them, list them.
 
-Every failure of a call becomes the project's ``StorageError`` (retried by the state machine and answered
-503 by the API), never a raw botocore error.
+Every failure of a call becomes the project's ``OrchestrationError`` (transient: retried by the state
+machine, answered 503 by the API), never a raw botocore error, and never reported as an S3 failure.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from polyv_retriever.contracts import TransferEvent, dump
-from polyv_retriever.errors import StorageError
+from polyv_retriever.errors import OrchestrationError
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
@@ -29,8 +29,8 @@ def _code(exc: Exception) -> str:
     return type(exc).__name__
 
 
-def _failed(action: str, exc: Exception) -> StorageError:
-    return StorageError(f"Step Functions {action} failed: {_code(exc)}")
+def _failed(action: str, exc: Exception) -> OrchestrationError:
+    return OrchestrationError(f"Step Functions {action} failed: {_code(exc)}")
 
 
 @dataclass(frozen=True)
