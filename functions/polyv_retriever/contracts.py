@@ -108,10 +108,9 @@ class ErrorInfo(BaseModel):
 
 
 class ApiError(BaseModel):
-    """Every 4xx/5xx body of the API."""
+    """Every 4xx/5xx body of the API (handlers/api.py's ErrorBody is this shape)."""
 
-    error: str = Field(description="the error's name, e.g. InvalidInput, RetrievalNotFound")
-    message: str
+    message: str = Field(description="what is wrong, naming the field or the retrieval")
 
 
 class StepFunctionsError(BaseModel):
