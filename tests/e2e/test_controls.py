@@ -210,6 +210,10 @@ def test_list_is_newest_first_filtered_and_paginated(stack: Stack) -> None:
     assert not set(ids) & {r["retrievalId"] for r in running["retrievals"]}
     assert stack.api("GET", "/retrievals?status=SLEEPING")[0] == 400
     assert stack.api("GET", "/retrievals?limit=0")[0] == 400
+    for token in ("garbage", "", "x" * 1025):
+        status, refused = stack.api("GET", f"/retrievals?nextToken={token}")
+        assert status == 400, (token, refused)
+        assert "nextToken" in refused["message"]
 
 
 @pytest.mark.parametrize("vid", ["../../escape", "_retrieval", "manifest"])

@@ -203,7 +203,7 @@ def list_retrievals(
     status: Annotated[ExecutionStatus | None, Query(description="only attempts in this status")] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="at most this many (default 20)")] = 20,
     nextToken: Annotated[
-        str | None, Query(max_length=4096, description="the previous page's nextToken")
+        str | None, Query(min_length=1, max_length=1024, description="the previous page's nextToken")
     ] = None,
 ) -> Response[str]:
     return _json(200, service().list(status.value if status else None, limit, nextToken))

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from polyv_retriever.contracts import TransferEvent, dump
-from polyv_retriever.errors import OrchestrationError
+from polyv_retriever.errors import InvalidInput, OrchestrationError
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
@@ -110,6 +110,8 @@ class StateMachine:
         try:
             page = self.sfn.list_executions(**kwargs)
         except ClientError as exc:
+            if _code(exc) == "InvalidToken":
+                raise InvalidInput("nextToken is not one this API gave (or it expired)") from None
             raise _failed("ListExecutions", exc) from None
         except BotoCoreError as exc:
             raise _failed("ListExecutions", exc) from None
