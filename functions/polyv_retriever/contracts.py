@@ -171,6 +171,9 @@ class PollProgress(BaseModel):
         default=0, description="epoch seconds of the next Polyv query (0: Polyv is done)"
     )
     waitSeconds: int = Field(description="the Wait state's SecondsPath")
+    checkWait: float = Field(
+        default=0, description="seconds between looks at running transfers: short after a change, then doubling"
+    )
     counts: dict[str, int] = Field(default_factory=dict, description="Polyv's statuses, counted")
     polyvFailed: list[str] = Field(default_factory=list, description="vids Polyv could not thaw")
     invalid: list[str] = Field(default_factory=list, description="vids refused as keys (hostile/invalid)")

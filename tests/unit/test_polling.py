@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from typing import Any
 
 import pytest
 
@@ -230,3 +231,35 @@ def test_the_state_for_a_hundred_video_task_is_far_below_the_256_kib_limit() -> 
     size = len(json.dumps(document))
     assert size < 256 * 1024 / 2
     assert "auth_key" not in json.dumps(document)  # no signed URLs in the execution history
+
+
+def test_a_week_of_trickling_thaws_and_long_transfers_stays_far_below_the_history_limit() -> None:
+    """The worst case for the loop: 100 videos thawing one by one over 6 days (the longest deadline), each
+    transfer taking hours, 10 at once, so that transfers run the whole time. Every step is the real
+    dispatcher; each loop is 9 history events (Task 5, Choice 2, Wait 2) of Step Functions' 25,000."""
+    rng = random.Random(11)
+    ready_at = {f"v{i:03d}": 6 * 86400 * i / 99 for i in range(100)}
+    duration = {vid: rng.uniform(600, 6 * 3600) for vid in ready_at}
+    began: dict[str, float] = {}
+
+    class Polyv(FakePolyv):
+        now = 0.0
+
+        def get_task(self, task_id: str) -> Any:
+            self.statuses = {v: ("SUCCESS" if self.now >= t else "PROCESS") for v, t in ready_at.items()}
+            return super().get_task(task_id)
+
+    polyv, launcher = Polyv(), FakeLauncher()
+    policy = PollPolicy(deadline_seconds=6 * 86400 + 60, budget_seconds=7 * 86400 - 3600)
+    progress, now, loops = None, 0.0, 0
+    while progress is None or not progress.done:
+        loops += 1
+        polyv.now = now
+        for vid, name in launcher.by_vid.items():
+            began.setdefault(vid, now)
+            if launcher.executions[name].status == "RUNNING" and now >= began[vid] + duration[vid]:
+                launcher.finish(vid, {"status": "COPIED", "result": {"key": vid, "size": 1}})
+        progress = step(polyv, launcher, progress, now, policy)
+        now += progress.waitSeconds
+    assert all(v.state is VideoState.COPIED for v in progress.videos.values())
+    assert loops * 9 < 25_000 / 2, loops

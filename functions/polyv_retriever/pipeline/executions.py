@@ -7,7 +7,6 @@ machine, answered 503 by the API), never a raw botocore error, and never reporte
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -118,15 +117,6 @@ class StateMachine:
         rows = [(e["name"], str(e["status"]), e["startDate"]) for e in page.get("executions", [])]
         rows.sort(key=lambda row: row[2], reverse=True)
         return rows, page.get("nextToken")
-
-    def names(self) -> Iterator[str]:
-        """Every execution's name (for sweeps; paginated)."""
-        try:
-            for page in self.sfn.get_paginator("list_executions").paginate(stateMachineArn=self.arn):
-                for item in page.get("executions", []):
-                    yield item["name"]
-        except (ClientError, BotoCoreError) as exc:
-            raise _failed("ListExecutions", exc) from None
 
 
 class SfnTransferLauncher:
