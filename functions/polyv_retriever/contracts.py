@@ -172,7 +172,8 @@ class PollProgress(BaseModel):
     )
     waitSeconds: int = Field(description="the Wait state's SecondsPath")
     checkWait: float = Field(
-        default=0, description="seconds between looks at running transfers: short after a change, then doubling"
+        default=0,
+        description="seconds between looks at running transfers (short after a change, then doubling)",
     )
     counts: dict[str, int] = Field(default_factory=dict, description="Polyv's statuses, counted")
     polyvFailed: list[str] = Field(default_factory=list, description="vids Polyv could not thaw")
