@@ -200,9 +200,9 @@ class StorageError(TransientError):
 
 
 class OrchestrationError(TransientError):
-    """Step Functions refused or failed a request (start, describe, stop, list executions)."""
+    """Step Functions refused or failed a request (start or describe an execution) after our retries."""
 
-    hint = "Step Functions failed; check the state machines and the function's permissions"
+    hint = "Step Functions failed; check the state machine, its permissions and the endpoint"
 
 
 #: Error names the state machine retries: every transient error above.
