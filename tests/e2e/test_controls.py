@@ -234,3 +234,21 @@ def test_a_hostile_vid_from_polyv_is_a_named_per_video_failure_and_nothing_escap
     assert f"hostile/{task_id}/fine-{len(vid)}.mp4" in mine
     manifest = stack.manifest(done)
     assert {v["vid"]: v["outcome"] for v in manifest["videos"]}[vid] == "INVALID_VID"
+
+
+def test_more_than_100_vids_make_polyv_tasks_of_100_and_one_retrieval_each(stack: Stack) -> None:
+    vids = [f"many-{i:03d}" for i in range(150)]
+    # Never ready during the test: only the split and the answer are looked at, then both are cancelled.
+    stack.emulator("POST", "videos", [video(v, 1024, ready_after=10**9) for v in vids])
+    before = len(stack.emulator("GET", "requests"))
+    status, body = stack.api("POST", "/retrievals", {"vids": vids[::-1], "expireDays": 1})
+    assert status == 202
+    retrievals = body["retrievals"]
+    assert len(retrievals) == 2
+    assert len({r["retrievalId"] for r in retrievals}) == 2
+    creates = [r for r in stack.emulator("GET", "requests")[before:] if r["path"] == CREATE_PATH]
+    assert [len(r["params"]["vids"].split(",")) for r in creates] == [100, 50]
+    assert creates[0]["params"]["vids"].split(",") == sorted(vids)[:100]
+    for retrieval in retrievals:
+        assert retrieval["status"] == "RUNNING"
+        assert stack.api("DELETE", f"/retrievals/{retrieval['retrievalId']}")[0] == 202
