@@ -21,7 +21,7 @@ COMPILE_TOOL := $(UV) pip compile -q --generate-hashes --universal --python-vers
 export UV_PYTHON_DOWNLOADS := never
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 $(UV): infra/tools/uv.txt
 	@$(PYTHON_FOR_VENV) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed"'
@@ -102,11 +102,29 @@ bench: $(STAMP) $(BENCH_TOOLS) ## transfer benchmarks vs rclone, curl|aws and th
 	command -v rclone >/dev/null || (apt-get update -qq && apt-get install -y -qq rclone)
 	$(BIN)/python bench/transfer_bench.py $(BENCH_ARGS)
 
-deploy: $(STAMP) ## sam build + sam deploy (needs AWS credentials; guided the first time)
+FUNCTION ?= ApiFunction
+EVENT ?= events/api_get_retrieval.json
+invoke: $(STAMP) ## one handler with a sample event, no container (FUNCTION=CheckStatusFunction EVENT=events/...)
+	$(BIN)/python -m polyv_retriever.local_stack.invoke $(FUNCTION) $(EVENT)
+
+# sam deploy's stack and region are in samconfig.toml; the credentials parameter is the template's default.
+STACK ?= polyv-retriever
+CREDENTIALS_PARAMETER ?= /polyv-retriever/credentials
+DEPLOY_HELPER := $(BIN)/python infra/tools/deploy_helper.py
+
+deploy-guided: $(STAMP) $(SAM_STAMP) ## first deploy: checks the credentials parameter, asks every setting, saves them
+	$(DEPLOY_HELPER) preflight $(CREDENTIALS_PARAMETER) $(REGION)
 	$(SAM) build --region $(REGION)
-	$(SAM) deploy $(if $(wildcard samconfig.toml),,--guided)
+	$(SAM) deploy --guided
+	$(DEPLOY_HELPER) outputs $(STACK) $(REGION)
+
+deploy: $(STAMP) $(SAM_STAMP) ## later deploys with the settings in samconfig.toml (needs AWS credentials)
+	$(DEPLOY_HELPER) preflight $(CREDENTIALS_PARAMETER) $(REGION)
+	$(SAM) build --region $(REGION)
+	$(SAM) deploy
+	$(DEPLOY_HELPER) outputs $(STACK) $(REGION)
 
 clean: ## remove the venv and build output
 	rm -rf $(VENV) $(TOOLS) .aws-sam .mypy_cache .ruff_cache .pytest_cache
 
-.PHONY: help install lock upgrade lock-check build deployed-check demo test pytest unit lint format typecheck infra-check openapi bench deploy clean
+.PHONY: help install lock upgrade lock-check build deployed-check invoke deploy-guided demo test pytest unit lint format typecheck infra-check openapi bench deploy clean

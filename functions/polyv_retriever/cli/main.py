@@ -103,7 +103,7 @@ def describe(error: Exception) -> tuple[str, str]:
         if isinstance(error, NoCredentialsError | PartialCredentialsError):
             text += f" ({credentials.AWS_CREDENTIALS_HINT})"
         elif isinstance(error, NoRegionError):
-            text += " (set AWS_REGION or AWS_DEFAULT_REGION)"
+            text += " (set AWS_DEFAULT_REGION, or a region in your AWS profile)"
         return "AwsError", text
     # A bug of ours: say so in one line rather than a traceback a user cannot act on.
     return "InternalError", (

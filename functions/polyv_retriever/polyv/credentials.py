@@ -92,7 +92,8 @@ def _ssm_error(name: str, exc: BaseException) -> InvalidInput | CredentialsError
     what = f"cannot read Polyv credentials from SSM parameter {name}"
     if isinstance(exc, NoRegionError):
         return InvalidInput(
-            f"{what}: no AWS region is configured", hint="set AWS_REGION (or AWS_DEFAULT_REGION)"
+            f"{what}: no AWS region is configured",
+            hint="set AWS_DEFAULT_REGION, or a region in your AWS profile",
         )
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         return CredentialsError(f"{what}: no AWS credentials found", hint=AWS_CREDENTIALS_HINT)
