@@ -208,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="the whole pipeline on the local stack (no AWS needed)",
         description="Without credentials (or with --demo): the Polyv emulator and a demo task. With "
-        "POLYV_APP_ID/POLYV_APP_SECRET: the real Polyv, --task-id or VID... --expire-days N.",
+        "POLYV_APP_ID/POLYV_APP_SECRET or --credentials-parameter: the real Polyv, --task-id or VID... "
+        "--expire-days N.",
     )
     run.add_argument("vids", metavar="VID", nargs="*")
     run.add_argument("--task-id", help="an existing Polyv retrieval task")

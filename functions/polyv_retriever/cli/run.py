@@ -2,8 +2,10 @@
 
 Demo (no credentials): the Polyv emulator gets a task of several videos (one that Polyv fails, one that
 takes longer); the retrieval is requested through the local API; the real state machine and handlers do the
-rest. Real: with POLYV_APP_ID/POLYV_APP_SECRET set, ``--task-id`` or ``VID... --expire-days N`` talk to that
-Polyv (POLYV_API_BASE_URL), still with the local stack standing in for AWS.
+rest. Real: with Polyv credentials (POLYV_APP_ID/POLYV_APP_SECRET, or the SSM parameter named by
+``--credentials-parameter``/POLYV_CREDENTIALS_PARAMETER), ``--task-id`` or ``VID... --expire-days N`` talk to
+that Polyv (POLYV_API_BASE_URL), still with the local stack standing in for AWS; Polyv is asked first (the
+task, or creating it), so wrong credentials fail as they do for ``status``.
 
 Exit 0 only if every object in S3 is verified: byte for byte against what the emulator served (demo), or by
 size and S3's full-object CRC (real Polyv), and the manifest accounts for every video.
