@@ -194,7 +194,9 @@ def test_no_polyv_credentials_exit_3_saying_how_to_provide_them(tmp_path: Path) 
 
 def test_status_with_a_parameter_but_no_aws_region_exits_2_naming_the_region(tmp_path: Path) -> None:
     result = cli("status", TASK, "--credentials-parameter", PARAMETER, env=no_aws_no_polyv(tmp_path))
-    assert_one_line(result, 2, f"SSM parameter {PARAMETER}: no AWS region is configured", "set AWS_REGION")
+    assert_one_line(
+        result, 2, f"SSM parameter {PARAMETER}: no AWS region is configured", "set AWS_DEFAULT_REGION"
+    )
 
 
 def test_no_aws_credentials_exit_3(tmp_path: Path) -> None:
