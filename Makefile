@@ -61,7 +61,7 @@ demo: $(STAMP) ## the whole job end to end on the local stack (no AWS, no Docker
 
 test: lint typecheck lock-check pytest infra-check deployed-check ## everything CI runs: lint, types, all tests, SAM/ASL checks, tested = deployed
 
-pytest: $(STAMP) ## unit, integration and end-to-end tests
+pytest: $(STAMP) $(SAM_STAMP) ## unit, integration and end-to-end tests
 	$(BIN)/pytest
 
 unit: $(STAMP) ## unit tests only (fast)
