@@ -99,11 +99,27 @@ def context_keys(event: Any, function: str) -> dict[str, Any]:
         for name, value in (
             ("taskId", task_id),
             ("vid", event.get("vid")),
-            ("execution", event.get("execution")),
+            ("execution", event.get("execution") or _execution_name(event)),
         ):
             if isinstance(value, str) and value:
                 keys[name] = value
     return keys
+
+
+def _execution_name(event: dict[str, Any]) -> str | None:
+    """The execution invoking this function, from its event: the retrieval's attempt ``{taskId}.{attempt}``,
+    or a video's transfer execution (the names the pipeline gives them, so no ASL has to pass them)."""
+    from polyv_retriever.pipeline.polling import transfer_execution_name
+    from polyv_retriever.pipeline.retrievals import attempt_name
+
+    task_id, attempt, vid = event.get("taskId"), event.get("attempt", 1), event.get("vid")
+    if not isinstance(task_id, str) or not isinstance(attempt, int) or "httpMethod" in event:
+        return None
+    return (
+        transfer_execution_name(task_id, attempt, vid)
+        if isinstance(vid, str)
+        else attempt_name(task_id, attempt)
+    )
 
 
 def instrumented(function: str) -> Callable[[Handler], Handler]:
@@ -207,6 +223,7 @@ def completion_detail(
     """The event's detail: what a machine downstream needs, nothing it should not see (no URLs)."""
     detail: dict[str, Any] = {
         "taskId": summary["taskId"],
+        "attempt": summary.get("attempt", 1),
         "execution": execution,
         "outcome": summary["outcome"],
         "counts": summary.get("counts", {}),
@@ -247,9 +264,9 @@ def announce_completion(
             f"{failed.get('ErrorMessage')}"
         )
     counts = detail["counts"]
-    for outcome in ("FAILED", "POLYV_FAIL"):  # COPIED and SKIPPED are counted as each transfer ends
-        if counts.get(outcome):
-            metric("Videos", counts[outcome], Outcome=outcome)
+    for outcome, number in counts.items():  # COPIED and SKIPPED are counted as each transfer ends
+        if number and outcome not in ("COPIED", "SKIPPED"):
+            metric("Videos", number, Outcome=str(outcome))
     metric("Retrievals", 1, Outcome=str(detail["outcome"]))
     metric("RetrievalBytes", detail["bytes"], MetricUnit.Bytes)
     if polls:

@@ -90,7 +90,7 @@ def _content_type(body: bytes | None) -> dict[str, str]:
     return {"Content-Type": "application/json"} if body is not None else {}
 
 
-class ApiAccessDenied(errors.RetrieverError):
+class ApiAccessDenied(errors.CredentialsError):
     """The API refused the caller: no credentials, a bad signature, or no permission to invoke it."""
 
     hint = "check the AWS credentials and that they may call execute-api:Invoke on this API"
