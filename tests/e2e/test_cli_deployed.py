@@ -46,11 +46,10 @@ def test_submit_then_get_wait_follows_each_video_to_the_end(stack: Stack) -> Non
     followed = cli(stack, "get", task_id, "--wait", "--interval", "0.3", url_from_env=True)
 
     assert followed.returncode == 0, followed.stdout + followed.stderr
-    lines = followed.stdout.splitlines()
-    # the live per-video lines `run` shows, then the summary
-    assert any("cli-b" in line and "Polyv PROCESS" in line for line in lines), followed.stdout
-    assert any("cli-a" in line and "transfer COPIED" in line for line in lines)
-    assert any("cli-b" in line and "transfer COPIED" in line for line in lines)
+    # off a terminal the live table (run's view) is not drawn: the final per-video table is
+    rows = {line.split()[1]: line for line in followed.stdout.splitlines() if line.startswith("│ cli-")}
+    assert set(rows) == {"cli-a", "cli-b"}
+    assert all("SUCCESS" in row and "COPIED" in row for row in rows.values())
     assert f"retrieval {task_id}: SUCCEEDED, COMPLETE (2 COPIED)" in followed.stdout
     assert stack.object_sha256(f"cli/{task_id}/cli-a.mp4") == stack.served_sha256("cli-a")
 
@@ -98,3 +97,20 @@ def test_refusals_are_one_line_with_the_contracts_exit_code(
     assert result.returncode == code, result.stderr
     assert says in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_list_shows_the_newest_first_and_cancel_stops_a_running_retrieval(stack: Stack) -> None:
+    slow = stack.task([{"vid": "cli-slow", "size": MiB, "outcome": "SUCCESS", "readyAfter": 10**7}])
+    assert cli(stack, "submit", "--task-id", slow).returncode == 0
+
+    listed = cli(stack, "list", "--status", "RUNNING", "--json")
+    assert listed.returncode == 0, listed.stderr
+    running = [r["retrievalId"] for r in json.loads(listed.stdout)["retrievals"]]
+    assert running[0] == slow
+
+    cancelled = cli(stack, "cancel", slow)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert f"retrieval {slow}: cancel requested (202)" in cancelled.stdout
+    followed = cli(stack, "get", slow, "--wait", "--interval", "0.3")
+    assert followed.returncode == 1
+    assert f"retrieval {slow} ended ABORTED" in followed.stderr

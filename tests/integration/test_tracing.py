@@ -29,11 +29,10 @@ HANDLERS = textwrap.dedent(
     from polyv_retriever.handlers import check_status, finalize, transfer
 
     task_id, vid = sys.argv[1], sys.argv[2]
-    poll = check_status.handler({"taskId": task_id, "prefix": "t/", "execution": "e1"}, LocalContext("c", 60))
+    # CheckStatus starts the video's transfer execution; the test runs that transfer's invocation itself.
+    poll = check_status.handler({"taskId": task_id, "prefix": "t/"}, LocalContext("c", 60))
     moved = transfer.handler({"taskId": task_id, "vid": vid, "prefix": "t/"}, LocalContext("t", 60))
-    finalize.handler(
-        {"taskId": task_id, "prefix": "t/", "poll": poll, "transfers": [moved]}, LocalContext("f", 60)
-    )
+    finalize.handler({"taskId": task_id, "prefix": "t/", "poll": poll}, LocalContext("f", 60))
     print(json.dumps(moved["result"]))
     """
 )
@@ -87,8 +86,16 @@ def test_traces_hold_aws_calls_and_annotations_but_no_secret_or_signed_url(
     time.sleep(0.01)
     emulator.set_faults(dl_403=1, api_5xx=1)  # a refreshed URL and a retried Polyv call: the risky paths
 
+    machine = boto3.client("stepfunctions").create_state_machine(
+        name=f"traced-transfers-{time.monotonic_ns()}",
+        definition=json.dumps(
+            {"StartAt": "Idle", "States": {"Idle": {"Type": "Wait", "Seconds": 3600, "End": True}}}
+        ),
+        roleArn="arn:aws:iam::123456789012:role/r",
+    )["stateMachineArn"]
     env = {
         **os.environ,
+        "TRANSFER_STATE_MACHINE_ARN": machine,
         "LAMBDA_TASK_ROOT": "/var/task",  # what makes Powertools and the X-Ray SDK trace
         "AWS_LAMBDA_FUNCTION_NAME": "TransferFunction",
         "_X_AMZN_TRACE_ID": "Root=1-67a1b2c3-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1",
@@ -119,7 +126,13 @@ def test_traces_hold_aws_calls_and_annotations_but_no_secret_or_signed_url(
     # the trace is really there: each handler, and the AWS calls (S3 multipart, SSM, EventBridge) in it
     assert "## handler" in names, names
     operations = {s.get("aws", {}).get("operation") for s in segments if s.get("namespace") == "aws"}
-    assert {"UploadPart", "CompleteMultipartUpload", "GetParameter", "PutEvents"} <= operations
+    assert {
+        "UploadPart",
+        "CompleteMultipartUpload",
+        "GetParameter",
+        "StartExecution",
+        "PutEvents",
+    } <= operations
     annotated = [s["annotations"] for s in segments if s.get("annotations", {}).get("taskId")]
     assert annotated
     assert all(a["taskId"] == task_id for a in annotated)
