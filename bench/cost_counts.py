@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ import boto3
 import urllib3
 
 from polyv_retriever.local_stack.stack import LocalStack, StackOptions
+from polyv_retriever.pipeline.polling import transfer_execution_name
+from polyv_retriever.pipeline.retrievals import attempt_name
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # The template's defaults, in Polyv (real) seconds.
@@ -48,7 +51,7 @@ def count(events: list[dict[str, Any]]) -> dict[str, Any]:
         "historyEvents": len(events),
         # Step Functions Standard bills each state entered (a retry re-enters): the billed transitions.
         "stateTransitions": len(entered),
-        "polls": names.count("CheckStatus"),
+        "polls": names.count("CheckStatus"),  # CheckStatus runs: Polyv queries and looks at transfers
         "transferInvocations": names.count("Transfer"),
     }
 
@@ -76,6 +79,7 @@ def main() -> None:
         info, emulator = stack.describe(), stack.emulator
         assert emulator is not None
         tasks: dict[float, str] = {}
+        videos: dict[float, list[str]] = {}
         for hours in args.hours:
             length = hours * 3600
             vids = []
@@ -83,21 +87,33 @@ def main() -> None:
                 vid = f"cost-{hours:g}h-{i}"
                 emulator.add_video(vid, 1024 * 1024, ready_after=ready)
                 vids.append(vid)
-            tasks[hours] = emulator.create_task(vids)
+            tasks[hours], videos[hours] = emulator.create_task(vids), vids
             answer = http.request(
                 "POST", info["apiUrl"] + "/retrievals", body=json.dumps({"taskId": tasks[hours]})
             )
             assert answer.status == 202, answer.data
         sfn = boto3.client("stepfunctions")
         arn = info["stateMachineArn"].replace(":stateMachine:", ":execution:")
+        transfers = os.environ["TRANSFER_STATE_MACHINE_ARN"].replace(":stateMachine:", ":execution:")
         results: list[dict[str, Any]] = []
         for hours, task_id in sorted(tasks.items()):
-            while (execution := sfn.describe_execution(executionArn=f"{arn}:{task_id}"))[
-                "status"
-            ] == "RUNNING":
+            parent = f"{arn}:{attempt_name(task_id, 1)}"
+            while (execution := sfn.describe_execution(executionArn=parent))["status"] == "RUNNING":
                 time.sleep(2)
-            row = {"hours": hours, "status": execution["status"], "videos": 3}
-            row.update(count(history(sfn, f"{arn}:{task_id}")))
+            row: dict[str, Any] = {"hours": hours, "status": execution["status"], "videos": 3}
+            row.update(count(history(sfn, parent)))
+            # each video's transfer is an execution of the transfer state machine: billed too
+            children = [
+                count(history(sfn, f"{transfers}:{transfer_execution_name(task_id, 1, vid)}"))
+                for vid in videos[hours]
+            ]
+            row["transferExecutions"] = {
+                k: sum(c[k] for c in children) for k in ("historyEvents", "stateTransitions")
+            }
+            row["totalStateTransitions"] = (
+                row["stateTransitions"] + row["transferExecutions"]["stateTransitions"]
+            )
+            row["totalHistoryEvents"] = row["historyEvents"] + row["transferExecutions"]["historyEvents"]
             row["output"] = json.loads(execution.get("output") or "{}").get("counts")
             results.append(row)
             print(json.dumps(row), flush=True)
@@ -109,10 +125,13 @@ def main() -> None:
         "tasks": results,
     }
     (RESULTS / "cost_counts.json").write_text(json.dumps(summary, indent=1) + "\n")
-    print("| task ready after | polls | state transitions | history events |")
+    print(
+        "| task ready after | CheckStatus runs | state transitions, all executions | history events, parent |"
+    )
     print("|---|---:|---:|---:|")
     for row in results:
-        print(f"| {row['hours']:g} h | {row['polls']} | {row['stateTransitions']} | {row['historyEvents']} |")
+        transitions, events = row["totalStateTransitions"], row["historyEvents"]
+        print(f"| {row['hours']:g} h | {row['polls']} | {transitions} | {events} |")
 
 
 if __name__ == "__main__":

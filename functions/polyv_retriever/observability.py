@@ -20,6 +20,7 @@ import functools
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aws_lambda_powertools import Logger, Tracer
-from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit, single_metric
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from polyv_retriever.errors import EventNotDelivered, RetrieverError
 
@@ -141,6 +142,12 @@ def instrumented(function: str) -> Callable[[Handler], Handler]:
         @functools.wraps(handler)
         def wrapper(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             global _cold  # one flag per process: a cold start is per process
+            # The level as the function's environment says now (this module may be imported before the
+            # local stack sets it; in Lambda the two are the same).
+            level = os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO").upper()
+            if logger.log_level != logging.getLevelName(level):
+                logger.setLevel(level)
+                _package.setLevel(level)
             cold, _cold = _cold, False
             keys = context_keys(event, function)
             keys.update(function_request_id=getattr(context, "aws_request_id", None), cold_start=cold)
@@ -152,13 +159,13 @@ def instrumented(function: str) -> Callable[[Handler], Handler]:
                 answer: dict[str, Any] = traced(event, context)
                 return answer
             except RetrieverError as exc:
-                logger.warning("invocation failed", extra={"error": exc.name, "retryable": exc.retryable})
+                logger.info("invocation failed", extra={"error": exc.name, "retryable": exc.retryable})
                 metric("Errors", 1, ErrorName=exc.name)
                 raise
             finally:
                 with invocation.lock:
                     if metrics.metric_set:
-                        metrics.flush_metrics()
+                        _emit(metrics)
                 _current.reset(token)
 
         return wrapper
@@ -174,18 +181,21 @@ def metric(name: str, value: float, unit: MetricUnit = MetricUnit.Count, **dimen
     if invocation is None:
         return  # the CLI and unit tests: no EMF on stdout
     if dimensions:
-        with single_metric(
-            name=name,
-            unit=unit,
-            value=value,
-            namespace=namespace(),
-            default_dimensions={"service": SOURCE, "function": invocation.function},
-        ) as single:
-            for key, dimension in dimensions.items():
-                single.add_dimension(name=key, value=dimension)
+        single = EphemeralMetrics(namespace=namespace(), service=SOURCE)
+        single.set_default_dimensions(function=invocation.function, **dimensions)
+        single.add_metric(name=name, unit=unit, value=value)
+        _emit(single)
         return
     with invocation.lock:
         invocation.metrics.add_metric(name=name, unit=unit, value=value)
+
+
+def _emit(metrics: EphemeralMetrics) -> None:
+    """One EMF record on stdout, where Lambda's log capture finds it. The local stack sends it to stderr
+    (POLYV_RETRIEVER_EMF_STREAM=stderr) instead: there stdout is the CLI's own output."""
+    stream = sys.stderr if os.environ.get("POLYV_RETRIEVER_EMF_STREAM") == "stderr" else sys.stdout
+    print(json.dumps(metrics.serialize_metric_set(), separators=(",", ":")), file=stream, flush=True)
+    metrics.clear_metrics()
 
 
 def retrying(what: str, error: str, attempt: int, delay_seconds: float) -> None:

@@ -204,6 +204,8 @@ class LocalStack:
             environment["POLYV_DOWNLOAD_ALLOW"] = (
                 f"{environment['POLYV_DOWNLOAD_ALLOW']},{self.emulator.base_url}"
             )
+        # stdout belongs to the tool running the stack (`run --json`, `invoke`): metrics go to stderr.
+        environment["POLYV_RETRIEVER_EMF_STREAM"] = "stderr"
         environment.update(self.options.function_environment)
         os.environ.update(environment)
         for function in functions:
