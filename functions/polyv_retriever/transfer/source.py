@@ -1,6 +1,9 @@
 """The download side: one signed Polyv URL, probed once, then read by ranges (or as one stream).
 
-Every request is checked against the allow-list first, redirects included. A 403 means the signed URL
+Every request is checked against the allow-list first, redirects included, and goes to exactly the host,
+port and scheme the allow-list read from the URL (urllib3 is handed those, never the URL string to parse
+again). A redirect's body is read to its end or its connection dropped, never returned to the pool unread
+(the next request on that connection would read it as its own answer). A 403 means the signed URL
 expired: the URL provider is asked for a fresh one (the Lambda re-queries the task) and the read goes on.
 A response that disagrees with the probe (another size, ETag or, without an ETag, Last-Modified) means the
 source changed under us.
@@ -8,9 +11,8 @@ source changed under us.
 
 from __future__ import annotations
 
-import random
+import logging
 import threading
-import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TypeVar
@@ -18,13 +20,22 @@ from urllib.parse import urljoin
 
 import urllib3
 
-from polyv_retriever.errors import SourceChanged, SourceExpired, SourceUnavailable
-from polyv_retriever.transfer.allowlist import DownloadAllowList
+from polyv_retriever.errors import DownloadNotAllowed, SourceChanged, SourceExpired, SourceUnavailable
+from polyv_retriever.retry import Backoff
+from polyv_retriever.transfer.allowlist import DownloadAllowList, DownloadTarget
+
+logger = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 3
 _READ_SLICE = 256 * 1024
 T = TypeVar("T")
 _READ_TIMEOUT = 60.0
+#: A body we do not want (a redirect's, an error page) is read to its end when it is at most this long, so
+#: that its connection can carry the next request; a longer one (or one of unknown length) costs less dropped.
+_DRAIN_LIMIT = 64 * 1024
+_REDIRECTS = (301, 302, 303, 307, 308)
+#: Per request: a part, the probe, or the opening of a stream.
+PART_RETRY = Backoff(attempts=5, base_seconds=0.25, cap_seconds=8.0)
 
 
 @dataclass(frozen=True)
@@ -38,34 +49,25 @@ class SourceInfo:
     last_modified: str | None = None
 
 
-@dataclass(frozen=True)
-class PartRetry:
-    attempts: int = 5
-    base_seconds: float = 0.25
-    cap_seconds: float = 8.0
-
-    def delay(self, attempt: int) -> float:
-        return random.uniform(0, min(self.cap_seconds, self.base_seconds * 2**attempt))
-
-
 class HttpSource:
     def __init__(
         self,
         url_provider: Callable[[], str],
         allowlist: DownloadAllowList,
         pool: urllib3.PoolManager,
-        retry: PartRetry | None = None,
+        retry: Backoff | None = None,
     ) -> None:
         self._url_provider = url_provider
         self._allowlist = allowlist
         self._pool = pool
-        self._retry = retry or PartRetry()
+        self._retry = retry or PART_RETRY
         self._lock = threading.Lock()
         self._url = url_provider()
         self._url_generation = 0
         self.refreshes = 0
         self.info: SourceInfo | None = None
-        allowlist.check(self._url)  # refuse before the first connection, not at the first read
+        # Refused before the first connection, not at the first read.
+        self._target: DownloadTarget = allowlist.check(self._url)
 
     @property
     def current_url(self) -> str:
@@ -74,34 +76,43 @@ class HttpSource:
 
     # --- requests ------------------------------------------------------------------------------------------
 
+    @property
+    def redacted_url(self) -> str:
+        """The URL in use without its query: what logs and errors may name."""
+        return self._target.redacted()
+
     def _open(self, headers: dict[str, str]) -> urllib3.BaseHTTPResponse:
         """GET the current URL, following allow-listed redirects. Returns an unread response."""
         with self._lock:
-            url = self._url
+            url, target = self._url, self._target
         for _ in range(MAX_REDIRECTS + 1):
-            self._allowlist.check(url)
             try:
-                response = self._pool.request(
+                # The pool for exactly the checked scheme, host and port; the request target is sent as is.
+                connection = self._pool.connection_from_host(target.host, target.port, target.scheme)
+                response = connection.urlopen(
                     "GET",
-                    url,
+                    target.target,
                     headers=headers,
                     preload_content=False,
                     redirect=False,
                     retries=False,
+                    assert_same_host=False,
                     timeout=urllib3.Timeout(connect=10.0, read=_READ_TIMEOUT),
                 )
             except urllib3.exceptions.HTTPError as exc:
                 raise SourceUnavailable(f"download connection failed: {type(exc).__name__}") from None
-            if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
-                response.release_conn()
-                url = urljoin(url, response.headers["Location"])
+            if response.status in _REDIRECTS and response.headers.get("Location"):
+                location = response.headers["Location"]
+                _finish_unwanted(response)
+                url = _redirect_url(url, location)
+                target = self._allowlist.check(url)
                 continue
             if response.status == 403:
-                response.drain_conn()
+                _finish_unwanted(response)
                 raise SourceExpired("the download URL answered 403 (expired)")
             # 416 is an answer, not a failure: the caller knows what its range meant (see probe).
             if response.status not in (200, 206, 416):  # 5xx, 429, anything unexpected: worth another try
-                response.drain_conn()
+                _finish_unwanted(response)
                 raise SourceUnavailable(f"the download server answered HTTP {response.status}")
             return response
         raise SourceUnavailable("too many redirects")
@@ -112,8 +123,8 @@ class HttpSource:
             if generation != self._url_generation:
                 return
             url = self._url_provider()
-            self._allowlist.check(url)
-            self._url, self._url_generation = url, self._url_generation + 1
+            target = self._allowlist.check(url)
+            self._url, self._target, self._url_generation = url, target, self._url_generation + 1
             self.refreshes += 1
 
     def _with_retries(self, attempt_once: Callable[[], T]) -> T:
@@ -129,12 +140,12 @@ class HttpSource:
                 refreshed_for_this_read += 1
                 if refreshed_for_this_read > 2:
                     raise
+                logger.warning("the download URL %s expired (403): asking for a fresh one", self.redacted_url)
                 self._refresh(generation)
-            except SourceUnavailable:
+            except SourceUnavailable as exc:
                 attempt += 1
-                if attempt >= self._retry.attempts:
+                if not self._retry.pause(attempt, url=self.redacted_url, reason=exc):
                     raise
-                time.sleep(self._retry.delay(attempt))
 
     # --- the public reads --------------------------------------------------------------------------------
 
@@ -231,11 +242,10 @@ class HttpSource:
                     yield piece
                     del piece  # released before the next part is read
                 complete = True
-            except SourceUnavailable:
+            except SourceUnavailable as exc:
                 broken += 1
-                if broken >= self._retry.attempts:
+                if not self._retry.pause(broken, url=self.redacted_url, reason=exc):
                     raise
-                time.sleep(self._retry.delay(broken))
             finally:
                 response.release_conn() if complete else _discard(response)
 
@@ -267,6 +277,26 @@ def _range_total(response: urllib3.BaseHTTPResponse) -> int | None:
     """The file's size from ``Content-Range: bytes a-b/SIZE`` (206) or ``bytes */SIZE`` (416)."""
     total = response.headers.get("Content-Range", "").rpartition("/")[2]
     return int(total) if total.isdigit() else None
+
+
+def _redirect_url(current: str, location: str) -> str:
+    """Where a redirect points, as an absolute URL for the allow-list to read. A Location with characters
+    that parsers strip or read differently (whitespace, controls, non-ASCII) is refused as it is, before
+    urljoin could quietly drop them."""
+    if not all("\x21" <= char <= "\x7e" for char in location):
+        raise DownloadNotAllowed("redirect refused: whitespace, control or non-ASCII characters in Location")
+    return urljoin(current, location)
+
+
+def _finish_unwanted(response: urllib3.BaseHTTPResponse) -> None:
+    """Done with a response whose body is not wanted: read a short body to its end so that its connection
+    goes back to the pool clean; drop the connection of a long or unknown-length one."""
+    remaining = response.length_remaining
+    if remaining is not None and remaining <= _DRAIN_LIMIT:
+        response.drain_conn()  # a read that fails closes the connection: it is not reused either way
+        response.release_conn()
+    else:
+        _discard(response)
 
 
 def _discard(response: urllib3.BaseHTTPResponse) -> None:
