@@ -48,9 +48,19 @@ def test_every_name_in_the_state_machine_is_an_error_we_raise_or_an_aws_one() ->
         assert _retried(state) <= _error_classes() | AWS_NAMES
 
 
+#: Transient errors only the API can raise (it is the one caller of Step Functions): no Task can raise them.
+API_ONLY = {"OrchestrationError"}
+
+
 def test_the_transfer_retries_exactly_the_transient_errors() -> None:
     transfer = _tasks(ASL["States"])["Transfer"]
-    assert _retried(transfer) - AWS_NAMES == set(errors.retryable_error_names())
+    assert _retried(transfer) - AWS_NAMES == set(errors.retryable_error_names()) - API_ONLY
+
+
+def test_every_task_that_writes_to_s3_retries_storage_errors() -> None:
+    """Each of these handlers writes a record or the manifest: StorageError is transient for all of them."""
+    for name, state in _tasks(ASL["States"]).items():
+        assert "StorageError" in _retried(state), name
 
 
 def test_polling_retries_the_transient_polyv_errors_but_never_auth_or_business_errors() -> None:

@@ -10,9 +10,8 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
-from polyv_retriever.errors import RetrievalNotFound, StorageError
+from polyv_retriever.aws_errors import AWS_ERRORS, error_code, sfn_error
+from polyv_retriever.errors import RetrievalNotFound
 from polyv_retriever.pipeline.manifest import readable_cause
 from polyv_retriever.pipeline.records import RecordStore, RetrievalLayout, validate_prefix
 from polyv_retriever.polyv.client import PolyvClient
@@ -26,10 +25,6 @@ def _bytes_in_s3(record: dict[str, Any]) -> int:
     """A finished video counts whole; a running one by what its transfer has moved so far."""
     done = record.get("status") in ("COPIED", "SKIPPED")
     return int(record.get("size", 0) if done else record.get("bytesTransferred", 0))
-
-
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 class RetrievalService:
@@ -73,9 +68,9 @@ class RetrievalService:
                 name=task_id,
                 input=json.dumps({"taskId": task_id, "prefix": prefix}),
             )
-        except ClientError as exc:
-            if _error_code(exc) != "ExecutionAlreadyExists":
-                raise StorageError(f"StartExecution failed: {_error_code(exc)}") from None
+        except AWS_ERRORS as exc:
+            if error_code(exc) != "ExecutionAlreadyExists":
+                raise sfn_error("StartExecution", exc) from None
             return False, self.describe(task_id)
         return True, self.describe(task_id)
 
@@ -83,10 +78,10 @@ class RetrievalService:
         task_id = validate_task_id(retrieval_id)
         try:
             execution = self.sfn.describe_execution(executionArn=self.execution_arn(task_id))
-        except ClientError as exc:
-            if _error_code(exc) in ("ExecutionDoesNotExist", "ResourceNotFound"):
+        except AWS_ERRORS as exc:
+            if error_code(exc) in ("ExecutionDoesNotExist", "ResourceNotFound"):
                 raise RetrievalNotFound(f"no retrieval {task_id}") from None
-            raise StorageError(f"DescribeExecution failed: {_error_code(exc)}") from None
+            raise sfn_error("DescribeExecution", exc) from None
         prefix = json.loads(execution.get("input") or "{}").get("prefix", "")
         layout = RetrievalLayout(prefix, task_id)
         transfers = {doc["vid"]: doc for doc in self.records.list_json(layout.video_records_prefix)}

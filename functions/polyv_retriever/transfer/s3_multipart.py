@@ -12,9 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, cast
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from polyv_retriever.errors import InvalidInput, StorageError
+from polyv_retriever.aws_errors import AWS_ERRORS, error_code, s3_error
+from polyv_retriever.errors import InvalidInput
 from polyv_retriever.transfer import checksums
 
 if TYPE_CHECKING:
@@ -94,18 +93,6 @@ def s3_client() -> S3Client:
     return boto3.client("s3", config=config)
 
 
-def _storage_error(action: str, exc: Exception) -> StorageError:
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        return StorageError(f"S3 {action} failed: {error.get('Code')}: {error.get('Message')}")
-    return StorageError(f"S3 {action} failed: {type(exc).__name__}")
-
-
-def _error_code(exc: Exception) -> str | None:
-    """S3's error code; None for a failure that never got an answer (connection, timeout)."""
-    return exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None
-
-
 class S3Destination:
     def __init__(self, s3: S3Client, bucket: str, key: str, checksum_type: str = "FULL_OBJECT") -> None:
         if checksum_type not in CHECKSUM_TYPES:
@@ -123,10 +110,10 @@ class S3Destination:
     def existing(self) -> ExistingObject | None:
         try:
             head = self.s3.head_object(Bucket=self.bucket, Key=self.key, ChecksumMode="ENABLED")
-        except (ClientError, BotoCoreError) as exc:
-            if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+        except AWS_ERRORS as exc:
+            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return None
-            raise _storage_error("HeadObject", exc) from None
+            raise s3_error("HeadObject", exc) from None
         return ExistingObject(
             size=head["ContentLength"], metadata=head.get("Metadata", {}), checksum=head.get("ChecksumCRC32")
         )
@@ -150,8 +137,8 @@ class S3Destination:
                 ChecksumAlgorithm="CRC32",
                 ChecksumCRC32=crc,
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise _storage_error("PutObject", exc) from None
+        except AWS_ERRORS as exc:
+            raise s3_error("PutObject", exc) from None
         return crc
 
     # --- the multipart upload --------------------------------------------------------------------------
@@ -180,8 +167,8 @@ class S3Destination:
                 ChecksumAlgorithm="CRC32",
                 ChecksumType=self.checksum_type,  # type: ignore[arg-type]
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise _storage_error("CreateMultipartUpload", exc) from None
+        except AWS_ERRORS as exc:
+            raise s3_error("CreateMultipartUpload", exc) from None
         return created["UploadId"]
 
     def upload_part(self, upload_id: str, number: int, data: bytes | bytearray, crc32: int) -> UploadedPart:
@@ -194,8 +181,8 @@ class S3Destination:
                 Body=cast(IO[bytes], PartBody(data)),
                 ChecksumCRC32=checksums.to_s3(crc32),
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise _storage_error(f"UploadPart {number}", exc) from None
+        except AWS_ERRORS as exc:
+            raise s3_error(f"UploadPart {number}", exc) from None
         return UploadedPart(number, answer["ETag"], crc32, len(data))
 
     def list_parts(self, upload_id: str) -> dict[int, UploadedPart] | None:
@@ -216,10 +203,10 @@ class S3Destination:
                 if not page.get("IsTruncated"):
                     return parts
                 marker = int(page["NextPartNumberMarker"])
-        except (ClientError, BotoCoreError) as exc:
-            if _error_code(exc) == "NoSuchUpload":
+        except AWS_ERRORS as exc:
+            if error_code(exc) == "NoSuchUpload":
                 return None
-            raise _storage_error("ListParts", exc) from None
+            raise s3_error("ListParts", exc) from None
 
     def expected_checksum(self, parts: list[UploadedPart], full_crc32: int) -> str:
         """What S3 must report for the completed object, in this upload's checksum type."""
@@ -252,20 +239,20 @@ class S3Destination:
                     ]
                 },
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise _storage_error("CompleteMultipartUpload", exc) from None
+        except AWS_ERRORS as exc:
+            raise s3_error("CompleteMultipartUpload", exc) from None
 
     def abort(self, upload_id: str) -> None:
         """Best effort: the bucket's lifecycle rule is the backstop for an abort that fails. The journal is
         left alone: it may already name another upload, the one going on."""
-        with contextlib.suppress(ClientError, BotoCoreError):
+        with contextlib.suppress(*AWS_ERRORS):
             self.s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload_id)
 
     def delete_object(self) -> None:
         try:
             self.s3.delete_object(Bucket=self.bucket, Key=self.key)
-        except (ClientError, BotoCoreError) as exc:
-            raise _storage_error("DeleteObject", exc) from None
+        except AWS_ERRORS as exc:
+            raise s3_error("DeleteObject", exc) from None
 
     # --- the journal -------------------------------------------------------------------------------------
 
@@ -277,16 +264,16 @@ class S3Destination:
                 Body=json.dumps(journal).encode(),
                 ContentType="application/json",
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise _storage_error("PutObject (journal)", exc) from None
+        except AWS_ERRORS as exc:
+            raise s3_error("PutObject (journal)", exc) from None
 
     def recall(self) -> dict[str, Any] | None:
         try:
             body = self.s3.get_object(Bucket=self.bucket, Key=self.journal_key)["Body"].read()
-        except (ClientError, BotoCoreError) as exc:
-            if _error_code(exc) in ("NoSuchKey", "404"):
+        except AWS_ERRORS as exc:
+            if error_code(exc) in ("NoSuchKey", "404"):
                 return None
-            raise _storage_error("GetObject (journal)", exc) from None
+            raise s3_error("GetObject (journal)", exc) from None
         try:
             journal = json.loads(body)
         except ValueError:
@@ -294,5 +281,5 @@ class S3Destination:
         return journal if isinstance(journal, dict) else None
 
     def forget(self) -> None:
-        with contextlib.suppress(ClientError, BotoCoreError):
+        with contextlib.suppress(*AWS_ERRORS):
             self.s3.delete_object(Bucket=self.bucket, Key=self.journal_key)
