@@ -91,11 +91,13 @@ def test_a_step_functions_call_without_an_answer_is_an_orchestration_error(
 ) -> None:
     arn = "arn:aws:states:us-east-1:123456789012:stateMachine:x"
     service = RetrievalService(dead_sfn, arn, S3RecordStore(s3, bucket), bucket, _no_polyv)
+    action: Callable[[], object] = (
+        (lambda: service.start(task_id=TASK_ID))  # looks for the execution first
+        if call == "start"
+        else (lambda: service.describe(TASK_ID))
+    )
     with pytest.raises(errors.OrchestrationError, match="Step Functions DescribeExecution failed") as caught:
-        if call == "start":
-            service.start(task_id=TASK_ID)  # looks for the execution first
-        else:
-            service.describe(TASK_ID)
+        action()
     assert not isinstance(caught.value, errors.StorageError)
 
 
