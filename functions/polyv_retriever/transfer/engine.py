@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from polyv_retriever.errors import IntegrityError, SourceChanged
+from polyv_retriever.errors import IntegrityError, SourceChanged, TransferInterrupted
 from polyv_retriever.transfer import checksums, resume
 from polyv_retriever.transfer.resume import Continuation, JournalRecord
 from polyv_retriever.transfer.s3_multipart import S3Destination, UploadedPart
@@ -123,9 +123,17 @@ class _Run:
     bytes: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     stop: threading.Event = field(default_factory=threading.Event)
+    cancel: threading.Event | None = None
+    keep_on_cancel: bool = False
 
     def may_start_part(self) -> bool:
         if self.stop.is_set():
+            return False
+        if self.cancel is not None and self.cancel.is_set():
+            # Kept: hand over as when time runs out (the parts read so far are still uploaded, the journal
+            # written). Not kept: stop as on a failure; the upload is aborted once the workers are done.
+            self.stopped_for_time = self.keep_on_cancel
+            self.stop.set()
             return False
         with self.lock:
             # Each invocation moves at least one round of parts, so a chain of continuations always ends.
@@ -166,9 +174,16 @@ class TransferEngine:
         metadata: dict[str, str],
         continuation: Continuation | None = None,
         time_left: Callable[[], float] | None = None,
+        cancel: threading.Event | None = None,
+        keep_on_cancel: bool = False,
     ) -> TransferResult:
         """``metadata`` names the source (vid, task); an existing object whose metadata, size and full CRC
-        match is not copied again. ``time_left`` is the seconds this invocation may still run."""
+        match is not copied again. ``time_left`` is the seconds this invocation may still run.
+
+        ``cancel`` (the CLI's Ctrl-C) stops the workers between parts; then the upload is aborted and its
+        journal deleted (:class:`TransferInterrupted`), or with ``keep_on_cancel`` kept and journalled as
+        for a continuation, so that running the copy again resumes it. Once completion has begun it
+        finishes: the object is then whole and verified."""
         began = time.monotonic()
         info = source.probe()
         the_plan = plan(info.size, self.settings, info.ranged)
@@ -191,6 +206,8 @@ class TransferEngine:
             result.seconds = time.monotonic() - began
             return result
 
+        if cancel is not None and cancel.is_set():
+            raise TransferInterrupted("stopped before anything was uploaded")
         resumed = decision if isinstance(decision, resume.Resume) else None
         with dest.upload(
             metadata, info.content_type, resume=resumed.upload_id if resumed else None
@@ -210,6 +227,8 @@ class TransferEngine:
                 self.settings.time_reserve_seconds,
                 journal_writer,
                 uploaded=done,
+                cancel=cancel,
+                keep_on_cancel=keep_on_cancel,
             )
             todo = [n for n in range(1, the_plan.part_count + 1) if n not in done]
             if info.ranged:
@@ -218,9 +237,12 @@ class TransferEngine:
                 self._streamed(source, dest, run, todo)
             if run.error is not None:
                 raise run.error
+            interrupted = cancel is not None and cancel.is_set()
+            if interrupted and not keep_on_cancel:
+                raise TransferInterrupted(f"stopped after {len(run.uploaded)} of {the_plan.part_count} parts")
             result.bytes_transferred, result.workers = run.bytes, the_plan.workers
             result.url_refreshes = source.refreshes
-            if run.stopped_for_time and len(run.uploaded) < the_plan.part_count:
+            if interrupted or (run.stopped_for_time and len(run.uploaded) < the_plan.part_count):
                 journal_writer.write()
                 result.continuation = journal_writer.continuation
                 result.seconds = time.monotonic() - began
