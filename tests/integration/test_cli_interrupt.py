@@ -51,7 +51,7 @@ def journals(s3: S3Client, bucket: str) -> int:
 
 
 @pytest.mark.parametrize("presses", [1, 20], ids=["once", "impatiently"])
-@pytest.mark.parametrize("after_seconds", [0.3, 1.0, 1.6, 2.2, 3.0, 4.0, 5.5])
+@pytest.mark.parametrize("after_seconds", [0.3, 1.2, 2.2, 3.2, 4.5])
 def test_ctrl_c_at_any_moment_leaves_no_upload_no_journal_and_no_partial_object(
     emulator: EmulatorServer, s3: S3Client, bucket: str, after_seconds: float, presses: int
 ) -> None:

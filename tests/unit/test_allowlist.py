@@ -217,6 +217,8 @@ def test_malformed_allow_lists_are_configuration_errors(spec: str) -> None:
         ("http://127.0.0.1:8090/dl", "without a path"),
         ("http://127.0.0.1:8090/", "without a path"),
         ("https://user@x.videocc.net", "userinfo"),
+        ("http://dl.example.com:8080", "plain HTTP is accepted only for an explicit http://127.0.0.1:PORT"),
+        ("http://93.184.216.34:80", "plain HTTP is accepted only for an explicit http://127.0.0.1:PORT"),
     ],
 )
 def test_entries_that_open_everything_or_internal_addresses_are_refused(entry: str, why: str) -> None:
@@ -227,8 +229,11 @@ def test_entries_that_open_everything_or_internal_addresses_are_refused(entry: s
 
 
 def test_the_local_stacks_loopback_origin_and_public_hosts_are_accepted() -> None:
-    allow = DownloadAllowList("*.videocc.net, dl.example.com, 93.184.216.34 ,http://127.0.0.1:8090")
+    allow = DownloadAllowList(
+        "*.videocc.net, dl.example.com, 93.184.216.34 ,http://127.0.0.1:8090,https://cdn.example.com:8443"
+    )
     allow.check("https://dl.example.com/x.mp4")
+    allow.check("https://cdn.example.com:8443/x.mp4")
     allow.check("https://93.184.216.34/x.mp4")
     allow.check("http://127.0.0.1:8090/x.mp4")
     with pytest.raises(DownloadNotAllowed):

@@ -1,11 +1,11 @@
 """Which download URLs the transfer may fetch: everything else is refused before a connection is made.
 
 ``POLYV_DOWNLOAD_ALLOW`` is a comma-separated list. An entry is either a host pattern (``*.videocc.net``,
-``dl.example.com``), which admits HTTPS on the default port only, or a full origin
-(``http://127.0.0.1:8090``), admitted exactly; the latter is how the local stack and tests allow their
-plain-HTTP loopback servers. Entries that would open the function to everything (``*``, ``*.net``) or to the
-machine's own network (loopback, private, link-local and metadata addresses, ``localhost``, ``*.internal``)
-are refused, except an explicit ``http://127.0.0.1:PORT`` origin.
+``dl.example.com``), which admits HTTPS on the default port only, or a full HTTPS origin
+(``https://dl.example.com:8443``), admitted exactly. Entries that would open the function to everything
+(``*``, ``*.net``) or to the machine's own network (loopback, private, link-local and metadata addresses,
+``localhost``, ``*.internal``), and plain-HTTP origins, are refused; the one exception is an explicit
+``http://127.0.0.1:PORT`` origin, which is how the local stack and tests allow their loopback servers.
 
 A URL is read once, here, by a deliberately strict parser (:func:`parse_download_url`), and the transfer
 connects to exactly the scheme, host and port it returns (``urllib3``'s ``connection_from_host``): no other
@@ -152,13 +152,14 @@ class DownloadAllowList:
                 raise bad(f"not an origin ({exc})") from None
             if origin.target != "/" or raw.endswith("/"):
                 raise bad("an origin is scheme://host:port, without a path")
-            if _is_internal(origin.host) and not (
-                origin.scheme == "http" and origin.host == "127.0.0.1" and raw.count(":") == 2
-            ):
+            loopback = origin.scheme == "http" and origin.host == "127.0.0.1" and raw.count(":") == 2
+            if _is_internal(origin.host) and not loopback:
                 raise bad(
                     "names a loopback, private, link-local or metadata address; only an explicit "
                     "http://127.0.0.1:PORT origin (the local stack's) is accepted"
                 )
+            if origin.scheme == "http" and not loopback:
+                raise bad("plain HTTP is accepted only for an explicit http://127.0.0.1:PORT origin")
             self._origins.add((origin.scheme, origin.host, origin.port))
             return
         wildcard = raw.startswith("*.")
