@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -18,10 +19,12 @@ import pytest
 
 from polyv_emulator import EmulatorServer
 from polyv_emulator.content import VideoContent
-from polyv_retriever.transfer.s3_multipart import JOURNAL_PREFIX
+from polyv_retriever import errors
+from polyv_retriever.transfer.engine import TransferEngine
+from polyv_retriever.transfer.s3_multipart import JOURNAL_PREFIX, S3Destination
 from tests.integration.conftest import open_uploads
 from tests.integration.test_cli_copy import CLI, download_url
-from tests.integration.test_transfer_engine import object_sha256
+from tests.integration.test_transfer_engine import SMALL_PARTS, Video, object_sha256
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -121,3 +124,41 @@ def _parts_uploaded(s3: S3Client, bucket: str, key: str) -> bool:
 
 def _content(vid: str) -> bytes:
     return b"".join(VideoContent(vid, SIZE).iter_range(0, SIZE, 1024 * 1024))
+
+
+# --- the engine's side, each moment made exact --------------------------------------------------------
+
+
+def test_a_stop_before_the_upload_exists_creates_nothing(
+    emulator: EmulatorServer, s3: S3Client, bucket: str
+) -> None:
+    stop = threading.Event()
+    stop.set()
+    dest = S3Destination(s3, bucket, "vnone.mp4")
+    with pytest.raises(errors.TransferInterrupted, match="before anything was uploaded"):
+        TransferEngine(SMALL_PARTS).copy(
+            Video(emulator, "vnone", SIZE).source(), dest, metadata={}, cancel=stop
+        )
+    assert open_uploads(s3, bucket) == []
+    assert journals(s3, bucket) == 0
+
+
+def test_a_kept_upload_is_given_up_by_a_stop_without_keep_before_its_first_new_part(
+    emulator: EmulatorServer, s3: S3Client, bucket: str
+) -> None:
+    video = Video(emulator, "vgive", SIZE)
+    dest = S3Destination(s3, bucket, "vgive.mp4")
+    stop = threading.Event()
+    kept = TransferEngine(SMALL_PARTS, on_progress=lambda moved, total: stop.set()).copy(
+        video.source(), dest, metadata={}, cancel=stop, keep_on_cancel=True
+    )
+    assert kept.status == "CONTINUE"
+    assert kept.continuation is not None
+    assert open_uploads(s3, bucket) == ["vgive.mp4"]
+    assert journals(s3, bucket) == 1
+
+    with pytest.raises(errors.TransferInterrupted):
+        TransferEngine(SMALL_PARTS).copy(video.source(), dest, metadata={}, cancel=stop)
+    assert open_uploads(s3, bucket) == []
+    assert journals(s3, bucket) == 0
+    assert s3.list_objects_v2(Bucket=bucket, Prefix="vgive.mp4").get("KeyCount", 0) == 0

@@ -206,9 +206,11 @@ class TransferEngine:
             result.seconds = time.monotonic() - began
             return result
 
-        if cancel is not None and cancel.is_set():
-            raise TransferInterrupted("stopped before anything was uploaded")
         resumed = decision if isinstance(decision, resume.Resume) else None
+        if cancel is not None and cancel.is_set() and resumed is None:
+            # Nothing to undo yet. (An upload being resumed is stopped inside its context below, which
+            # aborts it, or keeps it, as asked.)
+            raise TransferInterrupted("stopped before anything was uploaded")
         with dest.upload(
             metadata, info.content_type, resume=resumed.upload_id if resumed else None
         ) as upload_id:
