@@ -31,7 +31,8 @@ _READ_SLICE = 256 * 1024
 T = TypeVar("T")
 _READ_TIMEOUT = 60.0
 #: A body we do not want (a redirect's, an error page) is read to its end when it is at most this long, so
-#: that its connection can carry the next request; a longer one (or one of unknown length) costs less dropped.
+#: that its connection can carry the next request; a longer one (or one of unknown length) is dropped with
+#: its connection, which costs less than reading it.
 _DRAIN_LIMIT = 64 * 1024
 _REDIRECTS = (301, 302, 303, 307, 308)
 #: Per request: a part, the probe, or the opening of a stream.
