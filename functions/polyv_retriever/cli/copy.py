@@ -28,7 +28,7 @@ import urllib3
 from polyv_retriever.cli.view import transfer_progress
 from polyv_retriever.errors import InvalidInput, TransferInterrupted
 from polyv_retriever.transfer.allowlist import DownloadAllowList
-from polyv_retriever.transfer.engine import TransferEngine, TransferSettings
+from polyv_retriever.transfer.engine import TransferEngine, TransferResult, TransferSettings
 from polyv_retriever.transfer.s3_multipart import S3Destination, s3_client
 from polyv_retriever.transfer.source import HttpSource
 
@@ -64,24 +64,30 @@ def cmd_copy(args: argparse.Namespace) -> int:
     metadata = {"polyv-vid": args.vid} if args.vid else {}
     interrupted = threading.Event()
 
-    try:
-        with _ctrl_c_sets(interrupted, args.keep_on_interrupt), transfer_progress() as bar:
-            task = bar.add_task(match["key"].rsplit("/", 1)[-1], total=None)
+    # The handler stays until the outcome is printed: a late Ctrl-C must not turn a copy that finished into
+    # a traceback or an "interrupted" (it is a no-op once the engine is done).
+    with _ctrl_c_sets(interrupted, args.keep_on_interrupt):
+        try:
+            with transfer_progress() as bar:
+                task = bar.add_task(match["key"].rsplit("/", 1)[-1], total=None)
 
-            def advance(moved: int, total: int) -> None:
-                bar.update(task, advance=moved, total=total)
+                def advance(moved: int, total: int) -> None:
+                    bar.update(task, advance=moved, total=total)
 
-            result = TransferEngine(settings, on_progress=advance).copy(
-                source, dest, metadata=metadata, cancel=interrupted, keep_on_cancel=args.keep_on_interrupt
+                result = TransferEngine(settings, on_progress=advance).copy(
+                    source, dest, metadata=metadata, cancel=interrupted, keep_on_cancel=args.keep_on_interrupt
+                )
+        except TransferInterrupted as exc:
+            print(
+                f"polyv-retriever: interrupted: {exc}; the upload was aborted, nothing is left in S3",
+                file=sys.stderr,
             )
-    except TransferInterrupted as exc:
-        print(
-            f"polyv-retriever: interrupted: {exc}; the upload was aborted, nothing is left in S3",
-            file=sys.stderr,
-        )
-        return EXIT_INTERRUPTED
+            return EXIT_INTERRUPTED
+        return _report(args, dest, result)
 
-    if result.continuation is not None and interrupted.is_set():
+
+def _report(args: argparse.Namespace, dest: S3Destination, result: TransferResult) -> int:
+    if result.status == "CONTINUE" and result.continuation is not None:  # only ever a kept interruption
         kept = result.continuation
         print(
             f"polyv-retriever: interrupted: kept multipart upload {kept.upload_id} of {dest.uri} and its "
