@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from polyv_emulator import EmulatorServer
+from polyv_retriever.polyv_emulator import EmulatorServer
 
 pytestmark = pytest.mark.e2e
 CLI = str(Path(sys.executable).with_name("polyv-retriever"))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from polyv_emulator import EmulatorServer
+from polyv_retriever.polyv_emulator import EmulatorServer
 
 CLI = str(Path(sys.executable).with_name("polyv-retriever"))
 

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from polyv_emulator import EmulatorServer
-from polyv_emulator.content import VideoContent
 from polyv_retriever import errors
+from polyv_retriever.polyv_emulator import EmulatorServer
+from polyv_retriever.polyv_emulator.content import VideoContent
 from polyv_retriever.transfer.engine import TransferEngine
 from polyv_retriever.transfer.s3_multipart import JOURNAL_PREFIX, S3Destination
 from tests.integration.conftest import open_uploads

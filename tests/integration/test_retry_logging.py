@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from polyv_emulator import EmulatorServer
 from polyv_retriever.polyv.client import PolyvClient
+from polyv_retriever.polyv_emulator import EmulatorServer
 from tests.integration.test_transfer_engine import Video
 
 

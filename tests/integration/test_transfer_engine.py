@@ -23,11 +23,11 @@ import pytest
 import urllib3
 from botocore.config import Config
 
-from polyv_emulator import EmulatorServer
-from polyv_emulator.content import VideoContent
 from polyv_retriever import errors
 from polyv_retriever.polyv.client import PolyvClient
 from polyv_retriever.polyv.credentials import Credentials
+from polyv_retriever.polyv_emulator import EmulatorServer
+from polyv_retriever.polyv_emulator.content import VideoContent
 from polyv_retriever.retry import Backoff
 from polyv_retriever.transfer import checksums
 from polyv_retriever.transfer.allowlist import DEFAULT_ALLOW, DownloadAllowList
@@ -336,7 +336,7 @@ def test_memory_stays_within_the_budget_for_a_file_many_times_larger(s3: S3Clien
     budget = 10 * MiB
     # The emulator in a process of its own, so that what is measured here is the engine alone.
     emulator = subprocess.Popen(
-        [sys.executable, "-m", "polyv_emulator", "--port", "0", "--time-scale", "1e9"],
+        [sys.executable, "-m", "polyv_retriever.polyv_emulator", "--port", "0", "--time-scale", "1e9"],
         stdout=subprocess.PIPE,
         text=True,
     )

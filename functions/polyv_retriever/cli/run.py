@@ -30,7 +30,7 @@ from polyv_retriever.transfer.s3_multipart import S3Destination
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-    from local_stack.stack import LocalStack
+    from polyv_retriever.local_stack.stack import LocalStack
 
 MiB = 1024 * 1024
 
@@ -70,7 +70,7 @@ class LocalApi:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from local_stack.stack import FAST_POLLING, LocalStack, StackOptions
+    from polyv_retriever.local_stack.stack import FAST_POLLING, LocalStack, StackOptions
 
     real = credentials.from_env() if not args.demo else None
     if real is None and (args.task_id or args.vids):

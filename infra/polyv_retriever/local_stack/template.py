@@ -16,7 +16,7 @@ import yaml
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE = REPO_ROOT / "template.yaml"
 
 
