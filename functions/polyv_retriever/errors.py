@@ -36,6 +36,12 @@ class InvalidInput(RetrieverError):
     hint = "fix the input and try again"
 
 
+class CredentialsError(RetrieverError):
+    """Credentials missing, or refused for this call (Polyv's or AWS's): retrying cannot help until fixed."""
+
+    hint = "provide working credentials (see the README's Credentials section)"
+
+
 # --- Polyv answered with an error envelope -------------------------------------------------------------
 
 
@@ -157,6 +163,24 @@ class SourceChanged(RetrieverError):
     hint = "the source file changed during the copy; start the retrieval again"
 
 
+class RetrievalTimedOut(RetrieverError):
+    """The attempt used up its time budget (just under its TimeoutSeconds): its manifest says so."""
+
+    hint = "what was copied is in the manifest; start another attempt with rerun or retryFailed"
+
+
+class RetrievalCancelled(RetrieverError):
+    """An operator cancelled the retrieval (DELETE): a transfer still running stops between parts."""
+
+    hint = "the retrieval was cancelled; start another attempt with rerun to finish it"
+
+
+class RetrievalConflict(RetrieverError):
+    """The request contradicts the retrieval's state (a rerun while one runs, a cancel of an ended one)."""
+
+    hint = "wait for the running attempt to end, or cancel it first"
+
+
 class RetrievalNotFound(RetrieverError):
     """No retrieval (execution) has that id."""
 
@@ -197,6 +221,12 @@ class TransferInterrupted(RetrieverError):
     """The user stopped the copy (Ctrl-C): the upload was aborted, or kept if they asked to resume it."""
 
     hint = "run the same command again to copy the file"
+
+
+class ParameterStoreUnavailable(TransientError):
+    """SSM Parameter Store could not be reached or failed (connection, timeout, throttling, 5xx)."""
+
+    hint = "SSM did not answer; try again (check the network or AWS_ENDPOINT_URL if it persists)"
 
 
 #: Error names the state machine retries: every transient error above.

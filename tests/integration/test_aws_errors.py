@@ -8,16 +8,18 @@ from __future__ import annotations
 import socket
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 import pytest
 from botocore.config import Config
 
 from polyv_retriever import errors
-from polyv_retriever.pipeline.records import S3RecordStore
-from polyv_retriever.pipeline.retrievals import RetrievalService
+from polyv_retriever.pipeline.cancel import Canceller
+from polyv_retriever.pipeline.executions import StateMachine
+from polyv_retriever.pipeline.records import RetrievalLayout, S3RecordStore
 from polyv_retriever.transfer.s3_multipart import S3Destination, UploadedPart
+from tests.fakes import InMemoryRecords
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -30,10 +32,6 @@ def _nothing_listens() -> str:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return f"http://127.0.0.1:{sock.getsockname()[1]}"  # closed again: connections are refused
-
-
-def _no_polyv() -> Any:
-    raise AssertionError("not needed")
 
 
 @pytest.fixture
@@ -85,30 +83,38 @@ def test_an_s3_error_answer_is_a_storage_error_naming_the_code(s3: S3Client, cal
         _s3_calls(s3, missing)[call]()
 
 
-@pytest.mark.parametrize("call", ["start", "describe"])
-def test_a_step_functions_call_without_an_answer_is_an_orchestration_error(
-    dead_sfn: Any, s3: S3Client, bucket: str, call: str
-) -> None:
-    arn = "arn:aws:states:us-east-1:123456789012:stateMachine:x"
-    service = RetrievalService(dead_sfn, arn, S3RecordStore(s3, bucket), bucket, _no_polyv)
-    action: Callable[[], object] = (
-        (lambda: service.start(task_id=TASK_ID))  # looks for the execution first
-        if call == "start"
-        else (lambda: service.describe(TASK_ID))
-    )
-    with pytest.raises(errors.OrchestrationError, match="Step Functions DescribeExecution failed") as caught:
-        action()
+def _sfn_calls(machine: StateMachine) -> dict[str, Callable[[], object]]:
+    return {
+        "StartExecution": lambda: machine.start(f"{TASK_ID}.1", {"taskId": TASK_ID}),
+        "DescribeExecution": lambda: machine.describe(f"{TASK_ID}.1"),
+        "StopExecution": lambda: machine.stop(f"{TASK_ID}.1", "Cancelled", "test"),
+        "ListExecutions": lambda: machine.list(None, 10, None),
+    }
+
+
+SFN_CALLS = list(_sfn_calls(StateMachine(boto3.client("stepfunctions", region_name="us-east-1"), "arn")))
+
+
+@pytest.mark.parametrize("call", SFN_CALLS)
+def test_a_step_functions_call_without_an_answer_is_an_orchestration_error(dead_sfn: Any, call: str) -> None:
+    machine = StateMachine(dead_sfn, "arn:aws:states:us-east-1:123456789012:stateMachine:x")
+    with pytest.raises(errors.OrchestrationError, match=f"Step Functions {call} failed: ") as caught:
+        _sfn_calls(machine)[call]()
     assert not isinstance(caught.value, errors.StorageError)
+    assert "no answer from the service" in str(caught.value)
 
 
-def test_a_step_functions_error_answer_is_an_orchestration_error_not_an_s3_one(
-    s3: S3Client, bucket: str
-) -> None:
-    sfn = boto3.client("stepfunctions")
+def test_a_step_functions_error_answer_is_an_orchestration_error_not_an_s3_one() -> None:
     arn = f"arn:aws:states:us-east-1:123456789012:stateMachine:absent-{uuid.uuid4().hex[:8]}"
-    service = RetrievalService(sfn, arn, S3RecordStore(s3, bucket), bucket, _no_polyv)
+    machine = StateMachine(boto3.client("stepfunctions"), arn)
     with pytest.raises(errors.OrchestrationError, match="Step Functions StartExecution failed: "):
-        service.start(task_id=TASK_ID)
+        machine.start(f"{TASK_ID}.1", {"taskId": TASK_ID})
+
+
+def test_the_cancel_sweep_without_an_answer_is_a_storage_error(dead_s3: S3Client) -> None:
+    canceller = Canceller(dead_s3, "bucket", InMemoryRecords(), cast(Any, None))
+    with pytest.raises(errors.StorageError, match=r"S3 ListMultipartUploads p/t/ .*no answer"):
+        canceller.abort_uploads(RetrievalLayout("p/", "t"))
 
 
 @pytest.mark.parametrize(

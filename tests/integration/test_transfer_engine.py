@@ -368,7 +368,12 @@ def test_memory_stays_within_the_budget_for_a_file_many_times_larger(s3: S3Clien
         emulator.wait(timeout=10)
 
     assert result.workers == 2  # the budget, not the file, decides how many parts are in flight
-    assert peak < budget + 2 * MiB, f"peak {peak / MiB:.1f} MiB for a {result.size / MiB:.0f} MiB file"
+    # Over plain HTTP (this moto server) botocore SHA-256-signs each part's payload, reading it in 1 MiB
+    # chunks (botocore.auth's PAYLOAD_BUFFER; the last chunk is alive while the next is read): up to 2 MiB
+    # more per part in flight. Over HTTPS, as in AWS, payload signing is off. (awscrt, which the tests once
+    # got from the SAM CLI's dependencies and Lambda never had, signed in C where tracemalloc cannot see.)
+    allowance = 2 * MiB + result.workers * 2 * MiB
+    assert peak < budget + allowance, f"peak {peak / MiB:.1f} MiB for a {result.size / MiB:.0f} MiB file"
     assert object_sha256(s3, bucket, "vbig.mp4") == expected
 
 

@@ -68,7 +68,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
     # a traceback or an "interrupted" (it is a no-op once the engine is done).
     with _ctrl_c_sets(interrupted, args.keep_on_interrupt):
         try:
-            with transfer_progress() as bar:
+            with transfer_progress(enabled=not args.quiet) as bar:
                 task = bar.add_task(match["key"].rsplit("/", 1)[-1], total=None)
 
                 def advance(moved: int, total: int) -> None:
@@ -99,7 +99,7 @@ def _report(args: argparse.Namespace, dest: S3Destination, result: TransferResul
         return EXIT_INTERRUPTED
     if args.json:
         print(json.dumps(result.to_dict()))
-    else:
+    elif not args.quiet:
         rate = result.bytes_transferred / result.seconds / 1e6 if result.seconds else 0.0
         verb = "already there, intact:" if result.status == "SKIPPED" else "copied"
         print(
