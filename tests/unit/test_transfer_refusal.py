@@ -8,8 +8,9 @@ from typing import Any, cast
 import pytest
 import urllib3
 
+from polyv_retriever.contracts import TransferEvent
 from polyv_retriever.errors import DownloadNotAllowed
-from polyv_retriever.pipeline.video_transfer import transfer_video
+from polyv_retriever.pipeline.video_transfer import StorageDefaults, transfer_video
 from polyv_retriever.transfer.allowlist import DEFAULT_ALLOW, DownloadAllowList
 from polyv_retriever.transfer.engine import TransferEngine
 from tests.fakes import FakePolyv, InMemoryRecords
@@ -34,10 +35,8 @@ def test_a_hostile_download_url_fails_the_video_with_a_named_error(url: str) -> 
             s3=cast(Any, None),  # never reached: the URL is refused first
             bucket="b",
             records=records,
-            task_id="16661c08b9564c1ea6f4544ccd568e58",
-            vid="v1",
-            prefix="p/",
-            continuation=None,
+            event=TransferEvent(taskId="16661c08b9564c1ea6f4544ccd568e58", vid="v1", prefix="p/"),
+            storage=StorageDefaults(),
             time_left=None,
         )
     record = records.get_json("p/16661c08b9564c1ea6f4544ccd568e58/_retrieval/videos/v1.json")
