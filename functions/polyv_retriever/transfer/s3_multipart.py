@@ -191,7 +191,7 @@ class S3Destination:
                 Key=self.key,
                 UploadId=upload_id,
                 PartNumber=number,
-                Body=cast(IO[bytes], PartBody(data)),
+                Body=data,
                 ChecksumCRC32=checksums.to_s3(crc32),
             )
         except (ClientError, BotoCoreError) as exc:
