@@ -135,6 +135,9 @@ class Bench:
         self.env = {
             **{k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"},  # rclone rejects it on http
             **{k: v for k, v in self.env.items() if k.startswith("POLYV_")},
+            # Every Python tool runs as in the Lambda runtime, which has no awscrt (this venv has it,
+            # through aws-sam-cli): botocore's CRT signer would change how bodies are sent.
+            "BOTO_DISABLE_CRT": "true",
             "AWS_ACCESS_KEY_ID": "bench",
             "AWS_SECRET_ACCESS_KEY": "bench",
             "AWS_DEFAULT_REGION": "us-east-1",

@@ -6,6 +6,8 @@ How it goes:
    S3 and the journal say: :func:`polyv_retriever.transfer.resume.decide`. An empty file is one PutObject.
 2. With Range, N workers each fetch one part by a ranged GET and upload it with its CRC32 (S3 verifies each
    part): downloads and uploads of different parts overlap, and memory is N parts whatever the file size.
+   N adapts (transfer/parallelism.py): a few connections first, more while the total rate still grows, up
+   to the memory budget's number of parts.
    Without Range, one stream feeds a bounded queue of parts to the uploaders.
 3. When the invocation's time runs low, workers stop between parts and a :class:`Continuation` is returned;
    the next invocation lists the parts S3 already has and does only the rest. A journal object lets an
@@ -28,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from polyv_retriever.errors import IntegrityError, SourceChanged
-from polyv_retriever.transfer import checksums, resume
+from polyv_retriever.transfer import checksums, parallelism, resume
 from polyv_retriever.transfer.resume import Continuation, JournalRecord
 from polyv_retriever.transfer.s3_multipart import S3Destination, UploadedPart
 from polyv_retriever.transfer.source import HttpSource, SourceInfo
@@ -42,9 +44,12 @@ S3_MAX_PARTS = 10_000
 @dataclass(frozen=True)
 class TransferSettings:
     #: Bytes of part buffers in flight at once; the default leaves room in a 1,024 MB Lambda.
-    memory_budget: int = 128 * MiB
+    memory_budget: int = 192 * MiB
     min_part_size: int = 8 * MiB
-    max_workers: int = 8
+    #: Connections (parts in flight) at most; the budget may allow fewer. See transfer/parallelism.py.
+    max_workers: int = 32
+    #: Connections at the start, before the controller has measured whether more pay.
+    start_workers: int = 8
     #: Seconds kept in hand at the end of an invocation, beyond the slowest part seen so far.
     time_reserve_seconds: float = 20.0
     #: How S3 records the object's CRC32: FULL_OBJECT (the whole file's) or COMPOSITE (see s3_multipart).
@@ -54,9 +59,10 @@ class TransferSettings:
     def from_env(cls) -> TransferSettings:
         env = os.environ
         return cls(
-            memory_budget=int(env.get("TRANSFER_MEMORY_BUDGET_MB", "128")) * MiB,
+            memory_budget=int(env.get("TRANSFER_MEMORY_BUDGET_MB", "192")) * MiB,
             min_part_size=int(env.get("TRANSFER_MIN_PART_MB", "8")) * MiB,
-            max_workers=int(env.get("TRANSFER_MAX_WORKERS", "8")),
+            max_workers=int(env.get("TRANSFER_MAX_WORKERS", "32")),
+            start_workers=int(env.get("TRANSFER_START_WORKERS", "8")),
             time_reserve_seconds=float(env.get("TRANSFER_TIME_RESERVE_SECONDS", "20")),
             checksum_type=env.get("TRANSFER_CHECKSUM_TYPE", "FULL_OBJECT"),
         )
@@ -212,13 +218,14 @@ class TransferEngine:
                 uploaded=done,
             )
             todo = [n for n in range(1, the_plan.part_count + 1) if n not in done]
-            if info.ranged:
-                self._ranged(source, dest, run, todo)
-            else:
+            workers = the_plan.workers
+            if info.ranged and todo:
+                workers = self._ranged(source, dest, run, todo)
+            elif todo:
                 self._streamed(source, dest, run, todo)
             if run.error is not None:
                 raise run.error
-            result.bytes_transferred, result.workers = run.bytes, the_plan.workers
+            result.bytes_transferred, result.workers = run.bytes, workers
             result.url_refreshes = source.refreshes
             if run.stopped_for_time and len(run.uploaded) < the_plan.part_count:
                 journal_writer.write()
@@ -277,12 +284,16 @@ class TransferEngine:
         began = time.monotonic()
         self._upload(dest, run, number, source.read_range(*run.plan.bounds(number)), began)
 
-    def _ranged(self, source: HttpSource, dest: S3Destination, run: _Run, todo: list[int]) -> None:
+    def _ranged(self, source: HttpSource, dest: S3Destination, run: _Run, todo: list[int]) -> int:
+        """Parts by ranged GETs, on as many connections as the controller finds worth it; returns the most
+        connections used at once."""
         numbers: Iterator[int] = iter(todo)
         take = threading.Lock()
+        controller = parallelism.Controller(self.settings.start_workers, min(run.plan.workers, len(todo)))
 
-        def worker() -> None:
-            while run.may_start_part():
+        def worker(index: int) -> None:
+            # A worker above the target (the controller stepped back) leaves between parts.
+            while index < controller.target and run.may_start_part():
                 with take:
                     number = next(numbers, None)
                 if number is None:
@@ -293,7 +304,31 @@ class TransferEngine:
                     run.fail(exc)
                     return
 
-        _run_threads(worker, run.plan.workers)
+        threads: list[threading.Thread] = []
+
+        def grow() -> None:
+            while len(threads) < controller.target:
+                index = len(threads)
+                thread = threading.Thread(target=worker, args=(index,), name=f"transfer-{index}", daemon=True)
+                thread.start()
+                threads.append(thread)
+
+        def running() -> bool:
+            return any(thread.is_alive() for thread in threads)
+
+        settle, measure = parallelism.window_seconds(source.first_byte_seconds)
+        grow()
+        while not controller.settled and running():
+            if _wait_threads(threads, settle):
+                break
+            mark = source.received.mark()
+            if _wait_threads(threads, measure):
+                break
+            controller.observe(source.received.rate_since(mark))
+            grow()
+        for thread in threads:
+            thread.join()
+        return len(threads)
 
     def _streamed(self, source: HttpSource, dest: S3Destination, run: _Run, todo: list[int]) -> None:
         if not todo:
@@ -450,6 +485,9 @@ def _start_threads(target: Callable[[], None], count: int) -> list[threading.Thr
     return threads
 
 
-def _run_threads(target: Callable[[], None], count: int) -> None:
-    for thread in _start_threads(target, count):
-        thread.join()
+def _wait_threads(threads: list[threading.Thread], seconds: float) -> bool:
+    """Wait up to ``seconds``; True as soon as every thread has ended."""
+    deadline = time.monotonic() + seconds
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return not any(thread.is_alive() for thread in threads)
