@@ -45,11 +45,13 @@ from source_server import SourceServer
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
-VENV_BIN = Path(sys.executable).parent
-TOOLS_VENV = Path(__file__).resolve().parents[1] / ".venv-bench-tools"
+ROOT = Path(__file__).resolve().parents[1]
+#: Our engine as a user installs it, without the dev tools (see the Makefile's BENCH_OURS).
+OURS_VENV = ROOT / ".venv-bench-ours"
+TOOLS_VENV = ROOT / ".venv-bench-tools"
 RCLONE = TOOLS_VENV / "bin" / "rclone"
 BUCKET = "bench"
-TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
+TEMPLATE = ROOT / "template.yaml"
 
 
 def template_transfer_memory() -> int:
@@ -197,7 +199,7 @@ class Bench:
     # --- the tools ------------------------------------------------------------------------------------
 
     def ours(self, url: str, key: str, size: int, sha: str, memory_mb: int = 0) -> Measurement:
-        cli = str(VENV_BIN / "polyv-retriever")
+        cli = str(OURS_VENV / "bin" / "polyv-retriever")
         self.env["POLYV_DOWNLOAD_ALLOW"] = url.rsplit("/", 1)[0]
         command = [cli, "copy", url, f"s3://{BUCKET}/{key}"]
         return self.run("polyv-retriever copy", command, key, size, sha, memory_mb)
@@ -229,7 +231,8 @@ class Bench:
 
     def upload_file(self, path: Path, key: str, size: int, sha: str) -> Measurement:
         script = f"import boto3; boto3.client('s3').upload_file({str(path)!r}, {BUCKET!r}, {key!r})"
-        return self.run("boto3 upload_file (from disk)", [sys.executable, "-c", script], key, size, sha)
+        python = str(OURS_VENV / "bin" / "python")
+        return self.run("boto3 upload_file (from disk)", [python, "-c", script], key, size, sha)
 
     def source_rate(self, url: str, size: int) -> float:
         began = time.monotonic()
@@ -444,6 +447,51 @@ def start_moto(requests_log: Path) -> tuple[subprocess.Popen[bytes], str]:
     return moto, endpoint
 
 
+def _import_seconds(module: str, memory_mb: int) -> float:
+    """The module's cumulative import time (``python -X importtime``), in a Lambda-shaped group."""
+    group = f"polyv-bench-{uuid.uuid4().hex[:12]}"
+    python = str(OURS_VENV / "bin" / "python")
+    try:
+        done = subprocess.run(
+            lambda_shape.command(memory_mb, group, [python, "-X", "importtime", "-c", f"import {module}"]),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        lambda_shape.remove(group)
+    lines = [line.split("|") for line in done.stderr.splitlines() if line.startswith("import time:")]
+    return next(int(fields[1]) for fields in lines if fields[2].strip() == module) / 1e6
+
+
+def cold_start(memory_mb: int, trials: int, failures: list[str]) -> str:
+    """The Transfer and CheckStatus handlers' import time against a bare ``import boto3``, interleaved."""
+    modules = ["boto3", "polyv_retriever.handlers.transfer", "polyv_retriever.handlers.check_status"]
+    times: dict[str, list[float]] = {m: [] for m in modules}
+    print("\ncold start (import time)")
+    for trial in range(max(trials, 5)):
+        shift = trial % len(modules)
+        for module in modules[shift:] + modules[:shift]:
+            times[module].append(_import_seconds(module, memory_mb))
+    base = statistics.median(times["boto3"])
+    lines = [
+        f"### Cold start: import time at {memory_mb} MB, median of {len(times['boto3'])} (min-max)",
+        "",
+        "| module | import s | vs `import boto3` |",
+        "|---|---:|---:|",
+    ]
+    for module in modules:
+        median = statistics.median(times[module])
+        lines.append(
+            f"| `{module}` | {median:.3f} ({min(times[module]):.3f}-{max(times[module]):.3f}) | "
+            f"{median / base:.2f}x |"
+        )
+        if median > 1.5 * base:
+            failures.append(f"cold start: {module} imports in {median / base:.2f}x boto3's time (> 1.5x)")
+    print("\n".join(lines[4:]))
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -458,7 +506,9 @@ def main() -> int:
     parser.add_argument("--memory-mb", type=int, default=0, help="Lambda shape (default: the template's)")
     parser.add_argument("--memory-sizes", default="1024,1769,3008", help="the cost table's sizes ('' skips)")
     parser.add_argument(
-        "--only", default="long,fast,loopback,memory", help="scenarios to run: long,fast,loopback,memory"
+        "--only",
+        default="long,fast,loopback,memory,coldstart",
+        help="scenarios to run: long,fast,loopback,memory,coldstart",
     )
     parser.add_argument("--quick", action="store_true", help="one trial, 256 MiB paths, 512 MiB loopback")
     args = parser.parse_args()
@@ -486,6 +536,8 @@ def main() -> int:
                 report.append(long_path(bench, Path(tmp), args, args.path_fast_rate, (1.0, 0.0), failures))
             if "loopback" in only:
                 report.append(loopback(bench, Path(tmp), args, failures))
+            if "coldstart" in only:
+                report.append(cold_start(memory_mb, args.trials, failures))
             if "memory" in only and args.memory_sizes:
                 report.append(memory_sizes(bench, Path(tmp), args))
         finally:

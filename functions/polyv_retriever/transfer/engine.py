@@ -278,11 +278,19 @@ class TransferEngine:
         if self._on_progress:
             self._on_progress(len(data), run.plan.size)
 
-    def _fetch_and_upload(self, source: HttpSource, dest: S3Destination, run: _Run, number: int) -> None:
+    def _fetch_and_upload(
+        self, source: HttpSource, dest: S3Destination, run: _Run, number: int, buffers: _Buffers
+    ) -> None:
         # A function of its own so the part's buffer is released on return: a loop variable would keep it
         # alive while the next part downloads, doubling the memory per worker.
         began = time.monotonic()
-        self._upload(dest, run, number, source.read_range(*run.plan.bounds(number)), began)
+        start, end = run.plan.bounds(number)
+        buffer = buffers.take() if end - start == run.plan.part_size else None  # the last part: its own
+        try:
+            self._upload(dest, run, number, source.read_range(start, end, buffer), began)
+        finally:
+            if buffer is not None:
+                buffers.give(buffer)
 
     def _ranged(self, source: HttpSource, dest: S3Destination, run: _Run, todo: list[int]) -> int:
         """Parts by ranged GETs, on as many connections as the controller finds worth it; returns the most
@@ -290,6 +298,7 @@ class TransferEngine:
         numbers: Iterator[int] = iter(todo)
         take = threading.Lock()
         controller = parallelism.Controller(self.settings.start_workers, min(run.plan.workers, len(todo)))
+        buffers = _Buffers(run.plan.part_size)
 
         def worker(index: int) -> None:
             # A worker above the target (the controller stepped back) leaves between parts.
@@ -299,7 +308,7 @@ class TransferEngine:
                 if number is None:
                     return
                 try:
-                    self._fetch_and_upload(source, dest, run, number)
+                    self._fetch_and_upload(source, dest, run, number, buffers)
                 except BaseException as exc:
                     run.fail(exc)
                     return
@@ -428,6 +437,30 @@ class TransferEngine:
                 f"{dest.uri} does not match the source after writing: {found} vs {size}, {expected}"
             )
         dest.forget()
+
+
+class _Buffers:
+    """Part buffers, reused from part to part: at most one per worker ever exists.
+
+    A fresh 8 MiB bytearray for every part costs its zeroing and page faults, and with many threads it
+    costs memory: glibc serves large blocks from per-thread arenas once it has seen them freed, and keeps
+    what they free (measured: 24 workers with a 192 MiB budget peaked at 325 MiB RSS; reused, <TODO>).
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._free: list[bytearray] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> bytearray:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return bytearray(self._size)
+
+    def give(self, buffer: bytearray) -> None:
+        with self._lock:
+            self._free.append(buffer)
 
 
 class _Journal:

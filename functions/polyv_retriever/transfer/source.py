@@ -191,8 +191,9 @@ class HttpSource:
             None if etag else response.headers.get("Last-Modified") or None,
         )
 
-    def read_range(self, start: int, end: int) -> bytearray:
-        """Bytes [start, end), exactly, into one preallocated buffer (no intermediate copies)."""
+    def read_range(self, start: int, end: int, into: bytearray | None = None) -> bytearray:
+        """Bytes [start, end), exactly, into one preallocated buffer (no intermediate copies): ``into`` when
+        given (of exactly that length: the engine reuses part buffers), else a new one."""
         info = self._require_info()
         asked = f"bytes {start}-{end - 1}/{info.size}"
 
@@ -210,7 +211,7 @@ class HttpSource:
                 # A 200 here is the whole file, and the whole file is exactly what was asked for.
                 if response.status == 206 and response.headers.get("Content-Range") != asked:
                     raise SourceChanged(f"asked for {asked}, got {response.headers.get('Content-Range')!r}")
-                data = _read_exactly(response, end - start, self.received.add)
+                data = _read_exactly(response, end - start, self.received.add, into)
             except BaseException:
                 _discard(response)
                 raise
@@ -285,7 +286,10 @@ def _discard(response: urllib3.BaseHTTPResponse) -> None:
 
 
 def _read_exactly(
-    response: urllib3.BaseHTTPResponse, length: int, counted: Callable[[int], None] | None = None
+    response: urllib3.BaseHTTPResponse,
+    length: int,
+    counted: Callable[[int], None] | None = None,
+    into: bytearray | None = None,
 ) -> bytearray:
     """``length`` bytes of the body into one preallocated buffer.
 
@@ -295,7 +299,7 @@ def _read_exactly(
     where urllib3 must decode the body (a Content-Encoding) or has no http.client response underneath.
     Slices of ``_COUNT_SLICE`` let ``counted`` see the bytes as they arrive.
     """
-    buffer = bytearray(length)
+    buffer = into if into is not None and len(into) == length else bytearray(length)
     view = memoryview(buffer)
     raw = getattr(response, "_fp", None)
     direct = isinstance(raw, http.client.HTTPResponse) and not response.headers.get("Content-Encoding")
