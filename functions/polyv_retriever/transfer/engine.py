@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from polyv_retriever.errors import IntegrityError, SourceChanged
+from polyv_retriever.errors import IntegrityError, SourceChanged, SourceUnavailable
 from polyv_retriever.transfer import checksums, parallelism, resume
 from polyv_retriever.transfer.resume import Continuation, JournalRecord
 from polyv_retriever.transfer.s3_multipart import S3Destination, UploadedPart
@@ -279,17 +279,32 @@ class TransferEngine:
             self._on_progress(len(data), run.plan.size)
 
     def _fetch_and_upload(
-        self, source: HttpSource, dest: S3Destination, run: _Run, number: int, buffers: _Buffers
+        self,
+        source: HttpSource,
+        dest: S3Destination,
+        run: _Run,
+        number: int,
+        *,
+        buffers: _Buffers,
+        tail: _Tail,
     ) -> None:
         # A function of its own so the part's buffer is released on return: a loop variable would keep it
         # alive while the next part downloads, doubling the memory per worker.
         began = time.monotonic()
         start, end = run.plan.bounds(number)
-        buffer = buffers.take() if end - start == run.plan.part_size else None  # the last part: its own
+        pooled = end - start == run.plan.part_size  # the last part, shorter, has a buffer of its own
+        buffer = buffers.take() if pooled else bytearray(end - start)
         try:
-            self._upload(dest, run, number, source.read_range(start, end, buffer), began)
+            with memoryview(buffer) as view:
+                fetch = tail.reading(start, view)
+                try:
+                    source.read_into(start, view, fetch.claim)
+                finally:
+                    tail.done(fetch)  # waits for its helpers: none may write into a buffer given back
+                fetch.raise_for_helpers()
+            self._upload(dest, run, number, buffer, began)
         finally:
-            if buffer is not None:
+            if pooled:
                 buffers.give(buffer)
 
     def _ranged(self, source: HttpSource, dest: S3Destination, run: _Run, todo: list[int]) -> int:
@@ -299,16 +314,20 @@ class TransferEngine:
         take = threading.Lock()
         controller = parallelism.Controller(self.settings.start_workers, min(run.plan.workers, len(todo)))
         buffers = _Buffers(run.plan.part_size)
+        tail = _Tail()
 
         def worker(index: int) -> None:
             # A worker above the target (the controller stepped back) leaves between parts.
             while index < controller.target and run.may_start_part():
                 with take:
                     number = next(numbers, None)
-                if number is None:
-                    return
                 try:
-                    self._fetch_and_upload(source, dest, run, number, buffers)
+                    if number is None:
+                        # No part left to start: help finish the parts still downloading, then leave.
+                        while not run.stop.is_set() and tail.help(source):
+                            pass
+                        return
+                    self._fetch_and_upload(source, dest, run, number, buffers=buffers, tail=tail)
                 except BaseException as exc:
                     run.fail(exc)
                     return
@@ -326,10 +345,17 @@ class TransferEngine:
             return any(thread.is_alive() for thread in threads)
 
         settle, measure = parallelism.window_seconds(source.first_byte_seconds)
+        before = source.received.total
         grow()
+        # The first window opens with the first bytes: before them is the path's latency, not its rate.
+        first_bytes_by = time.monotonic() + settle + measure
+        while source.received.total == before and running() and time.monotonic() < first_bytes_by:
+            time.sleep(0.02)
+        first = True
         while not controller.settled and running():
-            if _wait_threads(threads, settle):
+            if not first and _wait_threads(threads, settle):
                 break
+            first = False
             mark = source.received.mark()
             if _wait_threads(threads, measure):
                 break
@@ -437,6 +463,89 @@ class TransferEngine:
                 f"{dest.uri} does not match the source after writing: {found} vs {size}, {expected}"
             )
         dest.forget()
+
+
+class _Tail:
+    """The end of a transfer, shared: a connection with no part left to start takes the second half of
+    what remains of the part with the most left, and the owner of that part stops reading where it begins.
+
+    Without it, the last parts each finish at one connection's rate while the others sit idle: on the long
+    path (4 MiB/s a connection), the last 8 MiB part alone took 2 s at the end of a 10 s copy. Halving the
+    longest remainder again and again ends every part at about the same time. Nothing but the download is
+    shared: the owner waits for its helpers, then uploads its part whole, so parts, their sizes and the
+    memory in use are as before.
+    """
+
+    #: Less than this left is not worth another request (its first byte alone: 200 ms on a long path).
+    MIN_SHARE = 2 * MiB
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reading: list[_Fetch] = []
+
+    def reading(self, start: int, view: memoryview) -> _Fetch:
+        fetch = _Fetch(self._lock, start, view)
+        with self._lock:
+            self._reading.append(fetch)
+        return fetch
+
+    def done(self, fetch: _Fetch) -> None:
+        """No helper joins the part from here on; returns once those that did have finished."""
+        with self._lock:
+            self._reading.remove(fetch)
+        for helper in fetch.helpers:
+            helper.finished.wait()
+
+    def help(self, source: HttpSource) -> bool:
+        """Take half of the longest remainder and read it; False when none is worth sharing."""
+        with self._lock:
+            fetch = max(self._reading, key=lambda f: f.limit - f.reading_to, default=None)
+            if fetch is None or fetch.limit - fetch.reading_to < self.MIN_SHARE:
+                return False
+            cut = fetch.reading_to + (fetch.limit - fetch.reading_to) // 2
+            helper = _Helper(cut, fetch.limit)
+            fetch.limit = cut
+            fetch.helpers.append(helper)
+        try:
+            with fetch.view[helper.start - fetch.start : helper.end - fetch.start] as piece:
+                source.read_into(helper.start, piece)
+        except BaseException as exc:
+            helper.error = exc
+            raise
+        finally:
+            helper.finished.set()
+        return True
+
+
+@dataclass
+class _Helper:
+    start: int
+    end: int
+    finished: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
+class _Fetch:
+    """One part being read by its owner: how far it may read (``limit``, which helpers move down) and how
+    far it has asked to (``reading_to``: a helper starts beyond it, never inside a slice being read)."""
+
+    def __init__(self, lock: threading.Lock, start: int, view: memoryview) -> None:
+        self._lock, self.start, self.view = lock, start, view
+        self.limit = start + len(view)
+        self.reading_to = start
+        self.helpers: list[_Helper] = []
+
+    def claim(self, read: int, wanted: int) -> int:
+        with self._lock:
+            allowed = max(0, min(wanted, self.limit - (self.start + read)))
+            self.reading_to = self.start + read + allowed
+            return allowed
+
+    def raise_for_helpers(self) -> None:
+        """After _Tail.done: a helper's failure is the part's (the helper's worker has failed the run)."""
+        for helper in self.helpers:
+            if helper.error is not None:
+                raise SourceUnavailable(f"a shared piece of the part failed: {helper.error}")
 
 
 class _Buffers:

@@ -27,6 +27,8 @@ MAX_REDIRECTS = 3
 _READ_SLICE = 256 * 1024
 _COUNT_SLICE = 1024 * 1024
 T = TypeVar("T")
+#: ``claim(read, wanted) -> allowed``: see HttpSource.read_into.
+Claim = Callable[[int, int], int]
 _READ_TIMEOUT = 60.0
 
 
@@ -194,10 +196,22 @@ class HttpSource:
     def read_range(self, start: int, end: int, into: bytearray | None = None) -> bytearray:
         """Bytes [start, end), exactly, into one preallocated buffer (no intermediate copies): ``into`` when
         given (of exactly that length: the engine reuses part buffers), else a new one."""
+        buffer = into if into is not None and len(into) == end - start else bytearray(end - start)
+        with memoryview(buffer) as view:
+            self.read_into(start, view)
+        return buffer
+
+    def read_into(self, start: int, view: memoryview, claim: Claim | None = None) -> int:
+        """Bytes from ``start`` on into ``view``: all of it, or less if ``claim`` says stop; returns how many.
+
+        ``claim(read, wanted)`` is asked before each slice and answers how many of the ``wanted`` bytes may
+        be read now: the engine hands the end of a range to another connection while it is being read
+        (see engine._Tail), and the reader stops where the other takes over."""
         info = self._require_info()
+        end = start + len(view)
         asked = f"bytes {start}-{end - 1}/{info.size}"
 
-        def once() -> bytearray:
+        def once() -> int:
             response = self._open({"Range": f"bytes={start}-{end - 1}"})
             try:
                 self._check_identity(response, info)  # a size or validator that differs: SourceChanged
@@ -211,12 +225,13 @@ class HttpSource:
                 # A 200 here is the whole file, and the whole file is exactly what was asked for.
                 if response.status == 206 and response.headers.get("Content-Range") != asked:
                     raise SourceChanged(f"asked for {asked}, got {response.headers.get('Content-Range')!r}")
-                data = _read_exactly(response, end - start, self.received.add, into)
+                filled = _read_exactly(response, view, self.received.add, claim)
             except BaseException:
                 _discard(response)
                 raise
-            response.release_conn()
-            return data
+            # Stopped short (the rest went to another connection): the unread body must not be reused.
+            response.release_conn() if filled == len(view) else _discard(response)
+            return filled
 
         return self._with_retries(once)
 
@@ -236,7 +251,9 @@ class HttpSource:
                 _skip(response, position)
                 while position < info.size:
                     want = min(chunk_size, info.size - position)
-                    piece = _read_exactly(response, want)
+                    piece = bytearray(want)
+                    with memoryview(piece) as view:
+                        _read_exactly(response, view)
                     position += want  # only once the bytes are in hand: a failed read is read again
                     yield piece
                     del piece  # released before the next part is read
@@ -287,30 +304,31 @@ def _discard(response: urllib3.BaseHTTPResponse) -> None:
 
 def _read_exactly(
     response: urllib3.BaseHTTPResponse,
-    length: int,
+    view: memoryview,
     counted: Callable[[int], None] | None = None,
-    into: bytearray | None = None,
-) -> bytearray:
-    """``length`` bytes of the body into one preallocated buffer.
+    claim: Claim | None = None,
+) -> int:
+    """The body into ``view``: all of it, or up to where ``claim`` stops it. Returns the bytes read.
 
-    The socket writes straight into the buffer: http.client's ``readinto`` with the whole rest of the
-    buffer is a loop of ``recv_into`` in C. urllib3's own ``readinto`` reads into a temporary ``bytes``
-    and copies it (two copies and an allocation per slice, 0.5 CPU s more per GiB), so it is used only
-    where urllib3 must decode the body (a Content-Encoding) or has no http.client response underneath.
-    Slices of ``_COUNT_SLICE`` let ``counted`` see the bytes as they arrive.
+    The socket writes straight into the buffer: http.client's ``readinto`` is a loop of ``recv_into`` in
+    C. urllib3's own ``readinto`` reads into a temporary ``bytes`` and copies it (two copies and an
+    allocation per slice, 0.5 CPU s more per GiB), so it is used only where urllib3 must decode the body
+    (a Content-Encoding) or has no http.client response underneath. Slices of ``_COUNT_SLICE`` let
+    ``counted`` see the bytes as they arrive and ``claim`` move the end.
     """
-    buffer = into if into is not None and len(into) == length else bytearray(length)
-    view = memoryview(buffer)
+    length = len(view)
     raw = getattr(response, "_fp", None)
     direct = isinstance(raw, http.client.HTTPResponse) and not response.headers.get("Content-Encoding")
     filled = 0
     try:
         while filled < length:
-            if direct:
-                got = raw.readinto(view[filled : filled + _COUNT_SLICE])  # type: ignore[union-attr]
-            else:
-                # Bounded slices: urllib3's readinto reads into a temporary as large as the slice given.
-                got = response.readinto(view[filled : filled + _READ_SLICE])
+            want = min(_COUNT_SLICE if direct else _READ_SLICE, length - filled)
+            if claim is not None:
+                want = claim(filled, want)
+                if want <= 0:
+                    break
+            with view[filled : filled + want] as piece:
+                got = raw.readinto(piece) if direct else response.readinto(piece)  # type: ignore[union-attr]
             if not got:
                 raise SourceUnavailable(f"the body ended after {filled} of {length} bytes")
             filled += got
@@ -320,9 +338,7 @@ def _read_exactly(
         raise SourceUnavailable(
             f"the download broke after {filled} of {length} bytes: {type(exc).__name__}"
         ) from None
-    finally:
-        view.release()
-    return buffer
+    return filled
 
 
 def _skip(response: urllib3.BaseHTTPResponse, count: int) -> None:
