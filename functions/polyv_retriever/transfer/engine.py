@@ -292,7 +292,9 @@ class TransferEngine:
         # alive while the next part downloads, doubling the memory per worker.
         began = time.monotonic()
         start, end = run.plan.bounds(number)
-        pooled = end - start == run.plan.part_size  # the last part, shorter, has a buffer of its own
+        pooled = end - start == run.plan.part_size
+        if not pooled:  # the last part, shorter: a buffer of its own, in place of one the pool lets go
+            buffers.retire()
         buffer = buffers.take() if pooled else bytearray(end - start)
         try:
             with memoryview(buffer) as view:
@@ -559,6 +561,7 @@ class _Buffers:
     def __init__(self, size: int) -> None:
         self._size = size
         self._free: list[bytearray] = []
+        self._retired = 0
         self._lock = threading.Lock()
 
     def take(self) -> bytearray:
@@ -567,9 +570,20 @@ class _Buffers:
                 return self._free.pop()
         return bytearray(self._size)
 
+    def retire(self) -> None:
+        """One buffer fewer from now on (a free one is let go; if none is free, the next one given back)."""
+        with self._lock:
+            if self._free:
+                self._free.pop()
+            else:
+                self._retired += 1
+
     def give(self, buffer: bytearray) -> None:
         with self._lock:
-            self._free.append(buffer)
+            if self._retired:
+                self._retired -= 1
+            else:
+                self._free.append(buffer)
 
 
 class _Journal:
