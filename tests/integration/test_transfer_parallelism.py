@@ -13,7 +13,7 @@ from polyv_emulator import EmulatorServer
 from polyv_retriever.transfer.allowlist import DEFAULT_ALLOW, DownloadAllowList
 from polyv_retriever.transfer.engine import MiB, TransferEngine, TransferSettings
 from polyv_retriever.transfer.s3_multipart import S3Destination
-from polyv_retriever.transfer.source import Claim, HttpSource
+from polyv_retriever.transfer.source import Ahead, Claim, HttpSource
 from tests.integration.test_transfer_engine import FAST_PART_RETRY, Video, object_sha256
 
 if TYPE_CHECKING:
@@ -32,12 +32,14 @@ class RecordingSource(HttpSource):
         self.most_concurrent = 0
         self._count_lock = threading.Lock()
 
-    def read_into(self, start: int, view: memoryview, claim: Claim | None = None) -> int:
+    def read_into(
+        self, start: int, view: memoryview, claim: Claim | None = None, ahead: Ahead | None = None
+    ) -> int:
         with self._count_lock:
             self.concurrent += 1
             self.most_concurrent = max(self.most_concurrent, self.concurrent)
         try:
-            count = super().read_into(start, view, claim)
+            count = super().read_into(start, view, claim, ahead)
         finally:
             with self._count_lock:
                 self.concurrent -= 1
@@ -110,3 +112,71 @@ def test_memory_stays_within_the_budget_with_many_connections(
     # them) and the requests'; one part buffer too many (5 MiB) would not fit in it.
     assert peak < budget + 4 * MiB, f"peak {peak / MiB:.1f} MiB with a {budget / MiB:.0f} MiB budget"
     assert object_sha256(s3, bucket, "vmany.mp4") == video.sha256()
+
+
+class AskingAheadSource(RecordingSource):
+    def __init__(self, video: Video) -> None:
+        super().__init__(video)
+        self.asked_ahead: list[int] = []
+
+    def open_ahead(self, start: int, end: int) -> Ahead:
+        self.asked_ahead.append(start)
+        return super().open_ahead(start, end)
+
+
+def test_on_a_path_with_a_long_first_byte_each_next_part_is_asked_for_ahead(
+    emulator: EmulatorServer, s3: S3Client, bucket: str
+) -> None:
+    emulator.set_faults(dl_latency_ms=60)
+    video = Video(emulator, "vahead", 8 * 5 * MiB)
+    source = AskingAheadSource(video)
+    settings = TransferSettings(min_part_size=5 * MiB, memory_budget=10 * MiB, max_workers=2, start_workers=2)
+
+    result = TransferEngine(settings).copy(source, S3Destination(s3, bucket, "vahead.mp4"), metadata={})
+
+    assert result.status == "COPIED"
+    assert len(source.asked_ahead) >= 4  # each worker asks for its next part while reading one
+    assert object_sha256(s3, bucket, "vahead.mp4") == video.sha256()
+
+
+def test_on_a_fast_path_nothing_is_asked_for_ahead(
+    emulator: EmulatorServer, s3: S3Client, bucket: str
+) -> None:
+    video = Video(emulator, "vnear", 4 * 5 * MiB)
+    source = AskingAheadSource(video)
+    settings = TransferSettings(min_part_size=5 * MiB, memory_budget=10 * MiB, max_workers=2, start_workers=2)
+
+    TransferEngine(settings).copy(source, S3Destination(s3, bucket, "vnear.mp4"), metadata={})
+
+    assert source.asked_ahead == []  # loopback: the extra connections would cost more than they save
+    assert object_sha256(s3, bucket, "vnear.mp4") == video.sha256()
+
+
+def test_a_part_asked_for_ahead_when_time_runs_out_is_left_to_the_next_invocation(
+    emulator: EmulatorServer, s3: S3Client, bucket: str
+) -> None:
+    emulator.set_faults(dl_latency_ms=60)
+    video = Video(emulator, "vtime", 6 * 5 * MiB + 7)
+    settings = TransferSettings(
+        min_part_size=5 * MiB, memory_budget=10 * MiB, max_workers=2, start_workers=2, time_reserve_seconds=5
+    )
+    dest = S3Destination(s3, bucket, "vtime.mp4")
+    continuation, moved, invocations = None, 0, 0
+    while True:
+        invocations += 1
+        source = AskingAheadSource(video)
+        # Always nearly out of time: the first round of parts is moved, then the parts asked for ahead
+        # are dropped and the invocation hands over.
+        result = TransferEngine(settings).copy(
+            source, dest, metadata={}, continuation=continuation, time_left=lambda: 1.0
+        )
+        moved += result.bytes_transferred
+        if result.status != "CONTINUE":
+            break
+        continuation = result.continuation
+        assert invocations < 10
+
+    assert result.status == "COPIED"
+    assert invocations > 1
+    assert moved == video.size  # no part lost, none moved twice
+    assert object_sha256(s3, bucket, "vtime.mp4") == video.sha256()

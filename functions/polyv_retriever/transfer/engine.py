@@ -33,12 +33,15 @@ from polyv_retriever.errors import IntegrityError, SourceChanged, SourceUnavaila
 from polyv_retriever.transfer import checksums, parallelism, resume
 from polyv_retriever.transfer.resume import Continuation, JournalRecord
 from polyv_retriever.transfer.s3_multipart import S3Destination, UploadedPart
-from polyv_retriever.transfer.source import HttpSource, SourceInfo
+from polyv_retriever.transfer.source import Ahead, HttpSource, SourceInfo
 
 MiB = 1024 * 1024
 S3_MIN_PART = 5 * MiB
 S3_MAX_PART = 5 * 1024 * MiB
 S3_MAX_PARTS = 10_000
+#: A first byte slower than this (the probe's) is worth asking for each next part ahead; on a fast path
+#: (loopback, a CDN nearby) the extra connections would cost more than they save.
+ASK_AHEAD_FIRST_BYTE_SECONDS = 0.02
 
 
 @dataclass(frozen=True)
@@ -287,6 +290,7 @@ class TransferEngine:
         *,
         buffers: _Buffers,
         tail: _Tail,
+        ahead: Ahead | None = None,
     ) -> None:
         # A function of its own so the part's buffer is released on return: a loop variable would keep it
         # alive while the next part downloads, doubling the memory per worker.
@@ -300,7 +304,7 @@ class TransferEngine:
             with memoryview(buffer) as view:
                 fetch = tail.reading(start, view)
                 try:
-                    source.read_into(start, view, fetch.claim)
+                    source.read_into(start, view, fetch.claim, ahead)
                 finally:
                     tail.done(fetch)  # waits for its helpers: none may write into a buffer given back
                 fetch.raise_for_helpers()
@@ -318,21 +322,43 @@ class TransferEngine:
         buffers = _Buffers(run.plan.part_size)
         tail = _Tail()
 
+        # Where the first byte takes long, each worker asks for its next part while reading the current one.
+        ask_ahead = source.first_byte_seconds >= ASK_AHEAD_FIRST_BYTE_SECONDS
+
+        def next_number() -> int | None:
+            with take:
+                return next(numbers, None)
+
         def worker(index: int) -> None:
-            # A worker above the target (the controller stepped back) leaves between parts.
-            while index < controller.target and run.may_start_part():
-                with take:
-                    number = next(numbers, None)
-                try:
-                    if number is None:
-                        # No part left to start: help finish the parts still downloading, then leave.
-                        while not run.stop.is_set() and tail.help(source):
-                            pass
+            following: tuple[int, Ahead] | None = None
+            try:
+                while True:
+                    if following is not None:
+                        (number, ahead), following = following, None
+                        if run.stop.is_set():
+                            ahead.discard()
+                            return
+                    # A worker above the target (the controller stepped back) leaves between parts.
+                    elif index < controller.target and run.may_start_part():
+                        number_or_none, ahead = next_number(), None
+                        if number_or_none is None:
+                            # No part left to start: help finish the parts still downloading, then leave.
+                            while not run.stop.is_set() and tail.help(source):
+                                pass
+                            return
+                        number = number_or_none
+                    else:
                         return
-                    self._fetch_and_upload(source, dest, run, number, buffers=buffers, tail=tail)
-                except BaseException as exc:
-                    run.fail(exc)
-                    return
+                    if ask_ahead and index < controller.target and run.may_start_part():
+                        after = next_number()
+                        if after is not None:
+                            following = (after, source.open_ahead(*run.plan.bounds(after)))
+                    self._fetch_and_upload(source, dest, run, number, buffers=buffers, tail=tail, ahead=ahead)
+            except BaseException as exc:
+                run.fail(exc)
+            finally:
+                if following is not None:
+                    following[1].discard()
 
         threads: list[threading.Thread] = []
 
@@ -343,26 +369,7 @@ class TransferEngine:
                 thread.start()
                 threads.append(thread)
 
-        def running() -> bool:
-            return any(thread.is_alive() for thread in threads)
-
-        settle, measure = parallelism.window_seconds(source.first_byte_seconds)
-        before = source.received.total
-        grow()
-        # The first window opens with the first bytes: before them is the path's latency, not its rate.
-        first_bytes_by = time.monotonic() + settle + measure
-        while source.received.total == before and running() and time.monotonic() < first_bytes_by:
-            time.sleep(0.02)
-        first = True
-        while not controller.settled and running():
-            if not first and _wait_threads(threads, settle):
-                break
-            first = False
-            mark = source.received.mark()
-            if _wait_threads(threads, measure):
-                break
-            controller.observe(source.received.rate_since(mark))
-            grow()
+        _adapt(controller, source, threads, grow)
         for thread in threads:
             thread.join()
         return len(threads)
@@ -639,6 +646,34 @@ def _start_threads(target: Callable[[], None], count: int) -> list[threading.Thr
     for thread in threads:
         thread.start()
     return threads
+
+
+def _adapt(
+    controller: parallelism.Controller,
+    source: HttpSource,
+    threads: list[threading.Thread],
+    grow: Callable[[], None],
+) -> None:
+    """Measure the rate window by window and let the controller set the number of workers, until it settles
+    (or the parts run out)."""
+    settle, measure = parallelism.window_seconds(source.first_byte_seconds)
+    before = source.received.total
+    grow()
+    # The first window opens with the first bytes: before them is the path's latency, not its rate.
+    first_bytes_by = time.monotonic() + settle + measure
+    while source.received.total == before and time.monotonic() < first_bytes_by:
+        if _wait_threads(threads, 0.02):
+            return
+    first = True
+    while not controller.settled:
+        if not first and _wait_threads(threads, settle):
+            return
+        first = False
+        mark = source.received.mark()
+        if _wait_threads(threads, measure):
+            return
+        controller.observe(source.received.rate_since(mark))
+        grow()
 
 
 def _wait_threads(threads: list[threading.Thread], seconds: float) -> bool:

@@ -201,18 +201,42 @@ class HttpSource:
             self.read_into(start, view)
         return buffer
 
-    def read_into(self, start: int, view: memoryview, claim: Claim | None = None) -> int:
+    def open_ahead(self, start: int, end: int) -> Ahead:
+        """Ask for bytes [start, end) now, in the background, and read them later (``read_into(...,
+        ahead=...)``): on a path with a long first byte, the next range's answer is on its way while the
+        current one is still being read, instead of each range starting with a wait. A request that fails
+        here is only dropped: the read asks again, with the retry policy of every read."""
+        ahead = Ahead(start, end)
+
+        def send() -> None:
+            try:
+                ahead.response = self._open({"Range": f"bytes={start}-{end - 1}"})
+            except Exception:  # left to the read, which meets it again and handles it
+                ahead.response = None
+            finally:
+                ahead.sent.set()
+
+        threading.Thread(target=send, name="open-ahead", daemon=True).start()
+        return ahead
+
+    def read_into(
+        self, start: int, view: memoryview, claim: Claim | None = None, ahead: Ahead | None = None
+    ) -> int:
         """Bytes from ``start`` on into ``view``: all of it, or less if ``claim`` says stop; returns how many.
 
         ``claim(read, wanted)`` is asked before each slice and answers how many of the ``wanted`` bytes may
         be read now: the engine hands the end of a range to another connection while it is being read
-        (see engine._Tail), and the reader stops where the other takes over."""
+        (see engine._Tail), and the reader stops where the other takes over. ``ahead``: the request for
+        this very range, sent earlier by open_ahead."""
         info = self._require_info()
         end = start + len(view)
         asked = f"bytes {start}-{end - 1}/{info.size}"
+        sent = [ahead.take() if ahead is not None and (ahead.start, ahead.end) == (start, end) else None]
 
         def once() -> int:
-            response = self._open({"Range": f"bytes={start}-{end - 1}"})
+            response, sent[0] = sent[0], None  # the request sent ahead serves the first attempt only
+            if response is None:
+                response = self._open({"Range": f"bytes={start}-{end - 1}"})
             try:
                 self._check_identity(response, info)  # a size or validator that differs: SourceChanged
                 if response.status == 416:
@@ -288,6 +312,27 @@ class HttpSource:
             total = int(length) if length.isdigit() else None
         if total is not None and total != info.size:
             raise SourceChanged(f"the source's size changed from {info.size} to {total} during the copy")
+
+
+class Ahead:
+    """A ranged request sent before its range is read (HttpSource.open_ahead)."""
+
+    def __init__(self, start: int, end: int) -> None:
+        self.start, self.end = start, end
+        self.response: urllib3.BaseHTTPResponse | None = None
+        self.sent = threading.Event()
+
+    def take(self) -> urllib3.BaseHTTPResponse | None:
+        """The response, once its headers are in (None if the request failed)."""
+        self.sent.wait()
+        response, self.response = self.response, None
+        return response
+
+    def discard(self) -> None:
+        """Not to be read after all: its connection is closed (the body is unread)."""
+        response = self.take()
+        if response is not None:
+            _discard(response)
 
 
 def _range_total(response: urllib3.BaseHTTPResponse) -> int | None:
