@@ -8,28 +8,60 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 REGION ?= us-east-1
-# sam build's default Python builder looks for python3.13 on PATH: the venv's own is that one.
-SAM := PATH="$(abspath $(BIN)):$$PATH" SAM_CLI_TELEMETRY=0 $(BIN)/sam
+# Tools that pin their own dependencies live in venvs of their own under .tools/, never in .venv:
+# uv (the lock tool, pinned with hashes in infra/tools/uv.txt) and the SAM CLI with cfn-lint (sam.txt).
+TOOLS := .tools
+UV := $(TOOLS)/uv/bin/uv
+SAM_STAMP := $(TOOLS)/sam/.installed
+# sam build runs functions/Makefile, which installs with uv: put the pinned one first on PATH.
+SAM := PATH="$(abspath $(TOOLS)/uv/bin):$$PATH" SAM_CLI_TELEMETRY=0 $(TOOLS)/sam/bin/sam
+# functions/requirements.txt is the lock's runtime list without the CLI's terminal output (rich).
+EXPORT_LAMBDA := $(UV) export --frozen --no-dev --no-emit-project --prune rich --format requirements.txt -q
+COMPILE_TOOL := $(UV) pip compile -q --generate-hashes --universal --python-version 3.11
+export UV_PYTHON_DOWNLOADS := never
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(UV): infra/tools/uv.txt
 	@$(PYTHON_FOR_VENV) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed"'
-	test -x $(BIN)/python || $(PYTHON_FOR_VENV) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip 2>&1 | grep -v "is ignored" || true
-	$(BIN)/python -m pip install --quiet -e '.[dev]' 2>&1 | grep -v "is ignored" || true
-	$(BIN)/python -c 'import polyv_retriever, moto, samcli, statelint' # fail here, not later, if the install did
+	rm -rf $(TOOLS)/uv && $(PYTHON_FOR_VENV) -m venv $(TOOLS)/uv
+	$(TOOLS)/uv/bin/python -m pip install --quiet --require-hashes --no-deps -r infra/tools/uv.txt 2>&1 | grep -v "is ignored" || true
+	$(UV) --version && touch $(UV)
+
+$(STAMP): pyproject.toml uv.lock $(UV)
+	$(UV) sync --locked --quiet --extra local --python $(PYTHON_FOR_VENV)
+	$(BIN)/python -c 'import polyv_retriever.local_stack, moto, statelint' # fail here, not later, if the install did
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install the project with its dev tools
+$(SAM_STAMP): infra/tools/sam.txt $(UV)
+	test -x $(TOOLS)/sam/bin/python || $(UV) venv --quiet --python $(PYTHON_FOR_VENV) $(TOOLS)/sam
+	$(UV) pip sync --quiet --require-hashes --python $(TOOLS)/sam/bin/python infra/tools/sam.txt
+	touch $(SAM_STAMP)
+
+install: $(STAMP) $(SAM_STAMP) ## create .venv (the locked versions) and the tool venvs in .tools/
+
+lock: $(UV) ## after editing dependencies: uv.lock, functions/requirements.txt, the tools' pins (minimal moves)
+	$(UV) lock
+	$(EXPORT_LAMBDA) -o functions/requirements.txt
+	cd infra/tools && ../../$(COMPILE_TOOL) uv.in -o uv.txt && ../../$(COMPILE_TOOL) sam.in -o sam.txt
+
+upgrade: $(UV) ## move everything to the newest versions allowed, then `make test`
+	$(UV) lock --upgrade
+	$(EXPORT_LAMBDA) -o functions/requirements.txt
+	cd infra/tools && ../../$(COMPILE_TOOL) --upgrade uv.in -o uv.txt && ../../$(COMPILE_TOOL) --upgrade sam.in -o sam.txt
+
+lock-check: $(UV) ## fail if uv.lock or functions/requirements.txt is stale against pyproject.toml
+	$(UV) lock --check
+	@diff <(grep -v '^#' functions/requirements.txt) <($(EXPORT_LAMBDA) | grep -v '^#') \
+		|| (echo "functions/requirements.txt is stale: run make lock" >&2; exit 1)
 
 demo: $(STAMP) ## the whole job end to end on the local stack (no AWS, no Docker, no credentials)
 	$(BIN)/polyv-retriever run --demo
 
-test: lint typecheck pytest infra-check ## everything CI runs: lint, types, all tests, SAM/ASL checks
+test: lint typecheck lock-check pytest infra-check deployed-check ## everything CI runs: lint, types, all tests, SAM/ASL checks, tested = deployed
 
-pytest: $(STAMP) ## unit, integration and end-to-end tests
+pytest: $(STAMP) $(SAM_STAMP) ## unit, integration and end-to-end tests
 	$(BIN)/pytest
 
 unit: $(STAMP) ## unit tests only (fast)
@@ -46,10 +78,16 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 typecheck: $(STAMP) ## mypy, strict
 	$(BIN)/mypy
 
-infra-check: $(STAMP) ## sam validate --lint, statelint on the state machine, sam build (no container)
+infra-check: $(STAMP) $(SAM_STAMP) ## sam validate --lint, statelint on the state machine, sam build (no container)
 	$(SAM) validate --lint --region $(REGION)
 	$(BIN)/statelint infra/statemachine/retrieval.asl.json
 	$(SAM) build --region $(REGION)
+
+build: $(SAM_STAMP) ## sam build: each function from functions/requirements.txt (hashed) for arm64, no container
+	$(SAM) build --region $(REGION)
+
+deployed-check: $(STAMP) ## every distribution in .aws-sam/build has the version the tests ran (after build)
+	$(BIN)/python infra/tools/deployed_versions.py .aws-sam/build
 
 openapi: $(STAMP) ## regenerate infra/openapi.json from the API's models
 	$(BIN)/python -c 'from polyv_retriever.handlers.api import openapi_document as d; print(d())' > infra/openapi.json
@@ -72,11 +110,29 @@ $(BENCH_OURS): pyproject.toml
 bench: $(STAMP) $(BENCH_TOOLS) $(BENCH_OURS) ## Lambda-shaped transfer benchmarks vs rclone multi-thread (~10 min; BENCH_ARGS=--quick)
 	$(BIN)/python bench/transfer_bench.py $(BENCH_ARGS)
 
-deploy: $(STAMP) ## sam build + sam deploy (needs AWS credentials; guided the first time)
+FUNCTION ?= ApiFunction
+EVENT ?= events/api_get_retrieval.json
+invoke: $(STAMP) ## one handler with a sample event, no container (FUNCTION=CheckStatusFunction EVENT=events/...)
+	$(BIN)/python -m polyv_retriever.local_stack.invoke $(FUNCTION) $(EVENT)
+
+# sam deploy's stack and region are in samconfig.toml; the credentials parameter is the template's default.
+STACK ?= polyv-retriever
+CREDENTIALS_PARAMETER ?= /polyv-retriever/credentials
+DEPLOY_HELPER := $(BIN)/python infra/tools/deploy_helper.py
+
+deploy-guided: $(STAMP) $(SAM_STAMP) ## first deploy: checks the credentials parameter, asks every setting, saves them
+	$(DEPLOY_HELPER) preflight $(CREDENTIALS_PARAMETER) $(REGION)
 	$(SAM) build --region $(REGION)
-	$(SAM) deploy $(if $(wildcard samconfig.toml),,--guided)
+	$(SAM) deploy --guided
+	$(DEPLOY_HELPER) outputs $(STACK) $(REGION)
+
+deploy: $(STAMP) $(SAM_STAMP) ## later deploys with the settings in samconfig.toml (needs AWS credentials)
+	$(DEPLOY_HELPER) preflight $(CREDENTIALS_PARAMETER) $(REGION)
+	$(SAM) build --region $(REGION)
+	$(SAM) deploy
+	$(DEPLOY_HELPER) outputs $(STACK) $(REGION)
 
 clean: ## remove the venv and build output
-	rm -rf $(VENV) .aws-sam .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TOOLS) .aws-sam .mypy_cache .ruff_cache .pytest_cache
 
-.PHONY: help install demo test pytest unit lint format typecheck infra-check openapi bench deploy clean
+.PHONY: help install lock upgrade lock-check build deployed-check invoke deploy-guided demo test pytest unit lint format typecheck infra-check openapi bench deploy clean

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from polyv_emulator import EmulatorServer
 from polyv_retriever.polyv.client import PolyvClient, RetryPolicy
 from polyv_retriever.polyv.credentials import Credentials
+from polyv_retriever.polyv_emulator import EmulatorServer
 
 # Retries fast enough for tests, with the same shape as production's.
 FAST_RETRY = RetryPolicy(attempts=4, base_seconds=0.01, cap_seconds=0.5, timeout_seconds=5)

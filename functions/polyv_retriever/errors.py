@@ -36,6 +36,12 @@ class InvalidInput(RetrieverError):
     hint = "fix the input and try again"
 
 
+class CredentialsError(RetrieverError):
+    """Credentials missing, or refused for this call (Polyv's or AWS's): retrying cannot help until fixed."""
+
+    hint = "provide working credentials (see the README's Credentials section)"
+
+
 # --- Polyv answered with an error envelope -------------------------------------------------------------
 
 
@@ -179,6 +185,12 @@ class StorageError(TransientError):
     """S3 refused or failed a request after our retries."""
 
     hint = "S3 failed; check the bucket, its permissions and the endpoint"
+
+
+class ParameterStoreUnavailable(TransientError):
+    """SSM Parameter Store could not be reached or failed (connection, timeout, throttling, 5xx)."""
+
+    hint = "SSM did not answer; try again (check the network or AWS_ENDPOINT_URL if it persists)"
 
 
 #: Error names the state machine retries: every transient error above.

@@ -102,7 +102,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     log = tmp_path_factory.mktemp("local-stack") / "stack.log"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "local_stack", "--exit-on-stdin-close", *STACK_ARGS],
+            [sys.executable, "-m", "polyv_retriever.local_stack", "--exit-on-stdin-close", *STACK_ARGS],
             stdin=subprocess.PIPE,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from polyv_emulator import EmulatorServer
+from polyv_retriever.polyv_emulator import EmulatorServer
 
 pytestmark = pytest.mark.e2e
 CLI = str(Path(sys.executable).with_name("polyv-retriever"))
@@ -44,12 +45,14 @@ def test_the_demo_runs_end_to_end_and_verifies_every_object() -> None:
 
 
 def test_run_against_a_polyv_reached_with_credentials(emulator: EmulatorServer) -> None:
-    """The real-Polyv path: credentials and API base from the environment, the task named by --task-id."""
+    """The real-Polyv path: credentials and API base from the environment, the task named by --task-id; --json
+    prints the verdict and the final retrieval as one JSON document and nothing else."""
     emulator.add_video("real-1", 3 * 1024 * 1024, ready_after=0)
     task_id = emulator.create_task(["real-1"])
     result = run(
         "--task-id",
         task_id,
+        "--json",
         env={
             "POLYV_APP_ID": emulator.app_id,
             "POLYV_APP_SECRET": emulator.secret,
@@ -58,7 +61,11 @@ def test_run_against_a_polyv_reached_with_credentials(emulator: EmulatorServer) 
         },
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "SUCCEEDED, COMPLETE (1 COPIED)" in result.stdout
+    verdict = json.loads(result.stdout)
+    assert verdict["ok"] is True
+    assert verdict["problems"] == []
+    assert verdict["retrieval"]["status"] == "SUCCEEDED"
+    assert verdict["retrieval"]["result"]["counts"]["COPIED"] == 1
     assert emulator.secret not in result.stdout + result.stderr
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from polyv_emulator import EmulatorServer
+from polyv_retriever.polyv_emulator import EmulatorServer
 
 CLI = str(Path(sys.executable).with_name("polyv-retriever"))
 
@@ -99,17 +99,3 @@ def test_transient_failure_exits_4(emulator: EmulatorServer) -> None:
     result = run_cli(emulator, "status", "0123456789abcdef0123456789abcdef")
     assert result.returncode == 4
     assert "PolyvUnavailable" in result.stderr
-
-
-def test_missing_credentials_say_how_to_provide_them(emulator: EmulatorServer) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POLYV_")}
-    result = subprocess.run(
-        [CLI, "status", "0123456789abcdef0123456789abcdef"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 2
-    assert "set POLYV_APP_ID and POLYV_APP_SECRET" in result.stderr

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from polyv_emulator import EmulatorServer
-from polyv_emulator.content import VideoContent
+from polyv_retriever.polyv_emulator import EmulatorServer
+from polyv_retriever.polyv_emulator.content import VideoContent
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

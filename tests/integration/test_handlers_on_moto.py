@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
-from local_stack.moto_server import LocalContext
-from polyv_emulator import EmulatorServer
-from polyv_emulator.content import VideoContent
 from polyv_retriever import errors
 from polyv_retriever.handlers import check_status, finalize, transfer
+from polyv_retriever.local_stack.moto_server import LocalContext
 from polyv_retriever.pipeline.records import RetrievalLayout
+from polyv_retriever.polyv_emulator import EmulatorServer
+from polyv_retriever.polyv_emulator.content import VideoContent
 from tests.integration.conftest import open_uploads
 
 if TYPE_CHECKING:

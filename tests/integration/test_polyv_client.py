@@ -6,11 +6,11 @@ import time
 
 import pytest
 
-from polyv_emulator import EmulatorServer
 from polyv_retriever import errors
 from polyv_retriever.polyv.client import PolyvClient, RetryPolicy
 from polyv_retriever.polyv.credentials import Credentials
 from polyv_retriever.polyv.models import VideoStatus
+from polyv_retriever.polyv_emulator import EmulatorServer
 from tests.conftest import FAST_RETRY
 
 

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from polyv_emulator import EmulatorServer
 from polyv_retriever import errors
+from polyv_retriever.polyv_emulator import EmulatorServer
 from polyv_retriever.transfer import checksums
 from polyv_retriever.transfer.engine import MiB, TransferEngine, TransferSettings
 from polyv_retriever.transfer.s3_multipart import JOURNAL_PREFIX, S3Destination

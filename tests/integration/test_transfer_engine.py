@@ -23,11 +23,11 @@ import pytest
 import urllib3
 from botocore.config import Config
 
-from polyv_emulator import EmulatorServer
-from polyv_emulator.content import VideoContent
 from polyv_retriever import errors
 from polyv_retriever.polyv.client import PolyvClient
 from polyv_retriever.polyv.credentials import Credentials
+from polyv_retriever.polyv_emulator import EmulatorServer
+from polyv_retriever.polyv_emulator.content import VideoContent
 from polyv_retriever.transfer import checksums
 from polyv_retriever.transfer.allowlist import DEFAULT_ALLOW, DownloadAllowList
 from polyv_retriever.transfer.engine import MiB, TransferEngine, TransferSettings
@@ -335,7 +335,7 @@ def test_memory_stays_within_the_budget_for_a_file_many_times_larger(s3: S3Clien
     budget = 10 * MiB
     # The emulator in a process of its own, so that what is measured here is the engine alone.
     emulator = subprocess.Popen(
-        [sys.executable, "-m", "polyv_emulator", "--port", "0", "--time-scale", "1e9"],
+        [sys.executable, "-m", "polyv_retriever.polyv_emulator", "--port", "0", "--time-scale", "1e9"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -367,7 +367,12 @@ def test_memory_stays_within_the_budget_for_a_file_many_times_larger(s3: S3Clien
         emulator.wait(timeout=10)
 
     assert result.workers == 2  # the budget, not the file, decides how many parts are in flight
-    assert peak < budget + 2 * MiB, f"peak {peak / MiB:.1f} MiB for a {result.size / MiB:.0f} MiB file"
+    # Over plain HTTP (this moto server) botocore SHA-256-signs each part's payload, reading it in 1 MiB
+    # chunks (botocore.auth's PAYLOAD_BUFFER; the last chunk is alive while the next is read): up to 2 MiB
+    # more per part in flight. Over HTTPS, as in AWS, payload signing is off. (awscrt, which the tests once
+    # got from the SAM CLI's dependencies and Lambda never had, signed in C where tracemalloc cannot see.)
+    allowance = 2 * MiB + result.workers * 2 * MiB
+    assert peak < budget + allowance, f"peak {peak / MiB:.1f} MiB for a {result.size / MiB:.0f} MiB file"
     assert object_sha256(s3, bucket, "vbig.mp4") == expected
 
 

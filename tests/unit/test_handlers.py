@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from local_stack.moto_server import LocalContext
 from polyv_retriever.handlers import api, check_status, finalize, runtime
+from polyv_retriever.local_stack.moto_server import LocalContext
 from tests.fakes import FakePolyv, FakeStepFunctions, InMemoryRecords
 
 TASK = "0123456789abcdef0123456789abcdef"

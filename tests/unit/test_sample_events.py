@@ -42,8 +42,8 @@ def test_function_events_parse(name: str, model: type[Any]) -> None:
     ],
 )
 def test_api_events_reach_their_routes(name: str, status: int, sfn: FakeStepFunctions) -> None:
-    from local_stack.moto_server import LocalContext
     from polyv_retriever.handlers import api
+    from polyv_retriever.local_stack.moto_server import LocalContext
 
     answer = api.handler(load(name), LocalContext("ApiFunction", 30))
     assert answer["statusCode"] == status, answer["body"]

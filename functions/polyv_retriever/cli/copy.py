@@ -32,7 +32,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
     dest = S3Destination(s3_client(), match["bucket"], match["key"], settings.checksum_type)
     metadata = {"polyv-vid": args.vid} if args.vid else {}
 
-    with transfer_progress() as bar:
+    with transfer_progress(enabled=not args.quiet) as bar:
         task = bar.add_task(match["key"].rsplit("/", 1)[-1], total=None)
 
         def advance(moved: int, total: int) -> None:
@@ -42,7 +42,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
 
     if args.json:
         print(json.dumps(result.to_dict()))
-    else:
+    elif not args.quiet:
         rate = result.bytes_transferred / result.seconds / 1e6 if result.seconds else 0.0
         verb = "already there, intact:" if result.status == "SKIPPED" else "copied"
         print(

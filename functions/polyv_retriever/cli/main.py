@@ -1,32 +1,127 @@
 """``polyv-retriever``: query and create Polyv retrieval tasks, copy one file, run the whole pipeline.
 
-Every failure ends in one line on stderr naming the cause and a distinct exit code:
+Every failure ends in one line on stderr naming the cause and what to do (one JSON object
+{"error", "message", "exitCode"} with --json), never a traceback, and a distinct exit code:
 1 failed, 2 usage or invalid input, 3 credentials/permissions, 4 transient (worth retrying later).
+Progress is drawn only on a terminal; --quiet leaves only results and errors; NO_COLOR is honoured.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from importlib import metadata
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+)
 
 from polyv_retriever import errors
 from polyv_retriever.polyv import credentials
 from polyv_retriever.polyv.client import PolyvClient
 
 EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_TRANSIENT = 1, 2, 3, 4
+#: An AWS error code that says the input names something that is not there: fix the input, not retry.
+AWS_MISSING_CODES = frozenset(
+    {"NoSuchBucket", "InvalidBucketName", "ParameterNotFound", "StateMachineDoesNotExist"}
+)
 
 
-def exit_code_for(error: errors.RetrieverError) -> int:
-    if isinstance(error, errors.InvalidInput | errors.DownloadNotAllowed):
-        return EXIT_USAGE
-    if isinstance(error, errors.PolyvAuthError):
+class UsageError(Exception):
+    """The command line itself is wrong (argparse's complaint)."""
+
+
+def _aws_cause(error: BaseException) -> BotoCoreError | ClientError | None:
+    """The AWS SDK error a named error was translated from (kept as its context), if any."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, BotoCoreError | ClientError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _aws_exit_code(cause: BotoCoreError | ClientError) -> int | None:
+    if isinstance(cause, NoCredentialsError | PartialCredentialsError):
         return EXIT_AUTH
-    if error.retryable:
+    if isinstance(cause, NoRegionError):
+        return EXIT_USAGE
+    if credentials.aws_access_refused(cause):
+        return EXIT_AUTH
+    code = cause.response.get("Error", {}).get("Code") if isinstance(cause, ClientError) else None
+    if code in AWS_MISSING_CODES:
+        return EXIT_USAGE
+    return None
+
+
+def exit_code_for(error: Exception) -> int:
+    """The documented exit code. A retryable name (StorageError) translated from an AWS answer that no
+    retry can change (no such bucket, access denied) takes that answer's code."""
+    if isinstance(error, UsageError | errors.InvalidInput | errors.DownloadNotAllowed):
+        return EXIT_USAGE
+    if isinstance(error, errors.PolyvAuthError | errors.CredentialsError):
+        return EXIT_AUTH
+    cause = _aws_cause(error)
+    if cause is not None:
+        code = _aws_exit_code(cause)
+        if code is not None:
+            return code
+        if isinstance(error, BotoCoreError | ClientError):  # not translated: no answer or a 5xx is transient
+            return EXIT_TRANSIENT if _aws_transient(error) else EXIT_FAILED
+    if isinstance(error, errors.RetrieverError) and error.retryable:
         return EXIT_TRANSIENT
     return EXIT_FAILED
+
+
+def _aws_transient(error: BotoCoreError | ClientError) -> bool:
+    if isinstance(error, ClientError):
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        return status >= 500 or status == 429
+    return True
+
+
+def describe(error: Exception) -> tuple[str, str]:
+    """(name, the one line a user reads: what happened, then what to do)."""
+    if isinstance(error, errors.RetrieverError):
+        return error.name, error.describe()
+    if isinstance(error, UsageError):
+        return "UsageError", f"{error} (see --help)"
+    if isinstance(error, BotoCoreError | ClientError):
+        if isinstance(error, ClientError):
+            detail = error.response.get("Error", {})
+            text = f"AWS refused: {detail.get('Code')}: {detail.get('Message')}"
+        else:  # the SDK's own text can hold an endpoint URL; the class names the cause
+            text = f"AWS request failed: {type(error).__name__}"
+        if isinstance(error, NoCredentialsError | PartialCredentialsError):
+            text += f" ({credentials.AWS_CREDENTIALS_HINT})"
+        elif isinstance(error, NoRegionError):
+            text += " (set AWS_DEFAULT_REGION, or a region in your AWS profile)"
+        return "AwsError", text
+    # A bug of ours: say so in one line rather than a traceback a user cannot act on.
+    return "InternalError", (
+        f"unexpected {type(error).__name__} (please report it; POLYV_RETRIEVER_DEBUG=1 shows the traceback)"
+    )
+
+
+def report(error: Exception, *, as_json: bool) -> int:
+    code = exit_code_for(error)
+    name, text = describe(error)
+    if as_json:
+        print(
+            json.dumps({"error": name, "message": text, "exitCode": code}, ensure_ascii=False),
+            file=sys.stderr,
+        )
+    else:
+        print(f"polyv-retriever: {name}: {text}", file=sys.stderr)
+    return code
 
 
 def _client(args: argparse.Namespace) -> PolyvClient:
@@ -65,9 +160,8 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        # One line, the same shape as every other error of this CLI.
-        print(f"polyv-retriever: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE)
+        # Reported by main() like every other error of this CLI (one line, or JSON with --json).
+        raise UsageError(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,7 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--api-base-url", help="Polyv API base (default: env POLYV_API_BASE_URL or https://api.polyv.net)"
     )
-    common.add_argument("--json", action="store_true", help="machine-readable output")
+    common.add_argument(
+        "--json", action="store_true", help="machine-readable output (errors: JSON on stderr)"
+    )
+    common.add_argument("--quiet", "-q", action="store_true", help="only results and errors: no progress")
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {metadata.version('polyv-retriever')}"
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     status = commands.add_parser("status", parents=[common], help="show a retrieval task's videos")
@@ -100,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     copy.add_argument("destination", metavar="s3://BUCKET/KEY")
     copy.add_argument("--vid", help="record this Polyv vid in the object's metadata")
     copy.add_argument("--json", action="store_true", help="print the result as one line of JSON")
+    copy.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no summary line")
     copy.set_defaults(run=_lazy("copy", "cmd_copy"))
 
     run = commands.add_parser(
@@ -107,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="the whole pipeline on the local stack (no AWS needed)",
         description="Without credentials (or with --demo): the Polyv emulator and a demo task. With "
-        "POLYV_APP_ID/POLYV_APP_SECRET: the real Polyv, --task-id or VID... --expire-days N.",
+        "POLYV_APP_ID/POLYV_APP_SECRET or --credentials-parameter: the real Polyv, --task-id or VID... "
+        "--expire-days N.",
     )
     run.add_argument("vids", metavar="VID", nargs="*")
     run.add_argument("--task-id", help="an existing Polyv retrieval task")
@@ -136,16 +238,19 @@ def _lazy(module: str, function: str) -> Callable[[argparse.Namespace], int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    run: Callable[[argparse.Namespace], int] = args.run
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in argv  # known before parsing, so that a usage error is JSON too
     try:
+        args = build_parser().parse_args(argv)
+        run: Callable[[argparse.Namespace], int] = args.run
         return run(args)
-    except errors.RetrieverError as exc:
-        print(f"polyv-retriever: {exc.name}: {exc.describe()}", file=sys.stderr)
-        return exit_code_for(exc)
     except KeyboardInterrupt:
         print("polyv-retriever: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # the one place where every failure becomes the documented line
+        if os.environ.get("POLYV_RETRIEVER_DEBUG") and not isinstance(exc, UsageError):
+            raise  # a developer asked for the traceback
+        return report(exc, as_json=as_json)
 
 
 if __name__ == "__main__":

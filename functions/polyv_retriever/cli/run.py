@@ -2,8 +2,10 @@
 
 Demo (no credentials): the Polyv emulator gets a task of several videos (one that Polyv fails, one that
 takes longer); the retrieval is requested through the local API; the real state machine and handlers do the
-rest. Real: with POLYV_APP_ID/POLYV_APP_SECRET set, ``--task-id`` or ``VID... --expire-days N`` talk to that
-Polyv (POLYV_API_BASE_URL), still with the local stack standing in for AWS.
+rest. Real: with Polyv credentials (POLYV_APP_ID/POLYV_APP_SECRET, or the SSM parameter named by
+``--credentials-parameter``/POLYV_CREDENTIALS_PARAMETER), ``--task-id`` or ``VID... --expire-days N`` talk to
+that Polyv (POLYV_API_BASE_URL), still with the local stack standing in for AWS; Polyv is asked first (the
+task, or creating it), so wrong credentials fail as they do for ``status``.
 
 Exit 0 only if every object in S3 is verified: byte for byte against what the emulator served (demo), or by
 size and S3's full-object CRC (real Polyv), and the manifest accounts for every video.
@@ -30,7 +32,7 @@ from polyv_retriever.transfer.s3_multipart import S3Destination
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-    from local_stack.stack import LocalStack
+    from polyv_retriever.local_stack.stack import LocalStack
 
 MiB = 1024 * 1024
 
@@ -69,10 +71,18 @@ class LocalApi:
         return response.status, json.loads(response.data or b"{}")
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from local_stack.stack import FAST_POLLING, LocalStack, StackOptions
+def _real_credentials(args: argparse.Namespace) -> credentials.Credentials | None:
+    """Real Polyv credentials as `status` finds them (environment, else the SSM parameter), or None: demo."""
+    if args.demo:
+        return None
+    name = args.credentials_parameter or os.environ.get("POLYV_CREDENTIALS_PARAMETER")
+    return credentials.resolve(name) if name else credentials.from_env()
 
-    real = credentials.from_env() if not args.demo else None
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from polyv_retriever.local_stack.stack import FAST_POLLING, LocalStack, StackOptions
+
+    real = _real_credentials(args)
     if real is None and (args.task_id or args.vids):
         raise errors.InvalidInput(
             "--task-id and VIDs need real Polyv credentials: set POLYV_APP_ID and POLYV_APP_SECRET"
@@ -83,6 +93,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     if args.vids and args.expire_days is None:
         raise errors.InvalidInput("VIDs need --expire-days (1-7)")
+    say = _Say(quiet=args.quiet or args.json)
+    # Real Polyv is asked first, outside the local stack, exactly as `status`/`create` ask it: wrong
+    # credentials or a task Polyv does not know fail here with their own error and hint.
+    task_id = _real_task(real, args) if real is not None else None
 
     # A demo's waits are short; a real task keeps the template's real waits. The download allow-list is the
     # template's parameter, overridden from POLYV_DOWNLOAD_ALLOW as a deployment would override it.
@@ -96,43 +110,57 @@ def cmd_run(args: argparse.Namespace) -> int:
         # The functions' own logs (CloudWatch's, in AWS) would bury the progress; --verbose shows them.
         function_environment={} if args.verbose else {"POWERTOOLS_LOG_LEVEL": "WARNING"},
     )
-    print(
-        "Starting the local stack (moto: S3, SSM, Step Functions; the real handlers; the API front)...",
-        flush=True,
-    )
+    say("Starting the local stack (moto: S3, SSM, Step Functions; the real handlers; the API front)...")
     with LocalStack(options) as stack:
         api = LocalApi(stack.describe()["apiUrl"])
-        if real is None:
-            body: dict[str, Any] = {"taskId": _demo_task(stack)}
-        elif args.task_id:
-            body = {"taskId": args.task_id}
-        else:
-            body = {"vids": args.vids, "expireDays": args.expire_days}
-        status, retrieval = api.call("POST", "/retrievals", body)
+        status, retrieval = api.call("POST", "/retrievals", {"taskId": task_id or _demo_task(stack, say)})
         if status >= 400:
-            raise errors.InvalidInput(f"the API refused the retrieval: {retrieval.get('message')}")
+            raise errors.UnexpectedResponse(
+                f"the local API refused the retrieval ({status}): {retrieval.get('error')}: "
+                f"{retrieval.get('message')}"
+            )
         retrieval_id = retrieval["retrievalId"]
-        print(
-            f"POST /retrievals -> {status}; retrieval {retrieval_id}; state machine polling Polyv...",
-            flush=True,
-        )
+        say(f"POST /retrievals -> {status}; retrieval {retrieval_id}; state machine polling Polyv...")
 
-        final = _watch(api, retrieval_id, args.timeout)
-        print_summary(final)
+        final = _watch(api, retrieval_id, args.timeout, show=not say.quiet)
         problems = _verify(stack, final, demo=real is None)
+    if args.json:
+        print(json.dumps({"ok": not problems, "problems": problems, "retrieval": final}, ensure_ascii=False))
+        return 1 if problems else 0
+    if not args.quiet:
+        print_summary(final)
+    for problem in problems:
+        print(f"  ✗ {problem}")
     if problems:
-        for problem in problems:
-            print(f"  ✗ {problem}")
         print(f"FAILED: {len(problems)} problem(s)")
         return 1
     print("OK: every object in S3 verified; every video accounted for in the manifest")
     return 0
 
 
-def _demo_task(stack: LocalStack) -> str:
+@dataclass(frozen=True)
+class _Say:
+    """Informational lines: on stdout, unless --quiet or --json."""
+
+    quiet: bool
+
+    def __call__(self, line: str) -> None:
+        if not self.quiet:
+            print(line, flush=True)
+
+
+def _real_task(real: credentials.Credentials, args: argparse.Namespace) -> str:
+    client = PolyvClient(real, base_url=args.api_base_url)
+    if args.task_id:
+        client.get_task(args.task_id)  # a signed query: proves the credentials and that the task exists
+        return str(args.task_id)
+    return client.create_task(args.vids, args.expire_days)
+
+
+def _demo_task(stack: LocalStack, say: _Say) -> str:
     emulator = stack.emulator
     assert emulator is not None
-    print(f"Polyv emulator on {emulator.base_url}; creating a task of {len(DEMO_VIDEOS)} videos", flush=True)
+    say(f"Polyv emulator on {emulator.base_url}; creating a task of {len(DEMO_VIDEOS)} videos")
     for video in DEMO_VIDEOS:
         emulator.add_video(video.vid, video.size, video.outcome, video.ready_after)
     client = PolyvClient(
@@ -141,9 +169,9 @@ def _demo_task(stack: LocalStack) -> str:
     return client.create_task([v.vid for v in DEMO_VIDEOS], expire_days=1)  # a real, signed create call
 
 
-def _watch(api: LocalApi, retrieval_id: str, timeout: float) -> dict[str, Any]:
+def _watch(api: LocalApi, retrieval_id: str, timeout: float, *, show: bool) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
-    with ProgressView() as view:
+    with ProgressView(enabled=show) as view:
         while True:
             status, retrieval = api.call("GET", f"/retrievals/{retrieval_id}")
             if status != 200:

@@ -1,12 +1,12 @@
 """What the CLI shows: live per-video progress of a retrieval, a summary table, a transfer progress bar.
 
-On a terminal the progress is a live table; otherwise (a pipe, CI) one line per change, so logs stay short.
+Progress is drawn only on a terminal (a live table); a pipe or CI gets the summary at the end. Colour
+follows rich's rules: none off a terminal, none with NO_COLOR set.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from types import TracebackType
 from typing import Any
 
@@ -60,10 +60,8 @@ def progress_table(retrieval: dict[str, Any]) -> Table:
 
 
 class ProgressView:
-    def __init__(self) -> None:
-        self._live = Live(console=console, refresh_per_second=4) if console.is_terminal else None
-        self._seen: dict[str, tuple[str, str]] = {}
-        self._started = time.monotonic()
+    def __init__(self, *, enabled: bool = True) -> None:
+        self._live = Live(console=console, refresh_per_second=4) if enabled and console.is_terminal else None
 
     def __enter__(self) -> ProgressView:
         if self._live:
@@ -79,16 +77,6 @@ class ProgressView:
     def update(self, retrieval: dict[str, Any]) -> None:
         if self._live:
             self._live.update(progress_table(retrieval))
-            return
-        for vid, polyv, transfer, moved, speed in _rows(retrieval):
-            if self._seen.get(vid) != (polyv, transfer):
-                self._seen[vid] = (polyv, transfer)
-                elapsed = time.monotonic() - self._started
-                detail = f"  {moved}  {speed}" if transfer in ("COPIED", "SKIPPED") else ""
-                print(
-                    f"  [{elapsed:5.1f}s] {vid:<16} Polyv {polyv:<8} transfer {transfer:<8}{detail}",
-                    flush=True,
-                )
 
 
 def print_summary(retrieval: dict[str, Any]) -> None:
@@ -104,7 +92,7 @@ def print_summary(retrieval: dict[str, Any]) -> None:
     console.print(f"manifest: {result.get('manifest', '-')}", soft_wrap=True)
 
 
-def transfer_progress() -> Progress:
+def transfer_progress(*, enabled: bool = True) -> Progress:
     """A bytes progress bar for ``copy``, drawn only on a terminal."""
     return Progress(
         "[progress.description]{task.description}",
@@ -113,5 +101,5 @@ def transfer_progress() -> Progress:
         TransferSpeedColumn(),
         TimeRemainingColumn(),
         console=Console(file=sys.stderr),
-        disable=not sys.stderr.isatty(),
+        disable=not (enabled and sys.stderr.isatty()),
     )

@@ -31,8 +31,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from polyv_emulator.content import VideoContent
 from polyv_retriever.polyv.signing import sign
+from polyv_retriever.polyv_emulator.content import VideoContent
 
 TIMESTAMP_WINDOW_MS = 3 * 60 * 1000
 _CDN_KEY = "emulator-cdn-private-key"

@@ -16,8 +16,20 @@ import yaml
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = REPO_ROOT / "template.yaml"
+#: Where the wheel keeps template.yaml and the files it names (setup.py copies them in at build time).
+PACKAGED = Path(__file__).resolve().parent / "deployment"
+
+
+def _deployment_root() -> Path:
+    """template.yaml's directory: the installed tool's packaged copy, else the checkout this file is in."""
+    if (PACKAGED / "template.yaml").is_file():
+        return PACKAGED
+    return Path(__file__).resolve().parents[3]
+
+
+#: Paths in the template (DefinitionUri) are relative to this directory, as they are for sam.
+ROOT = _deployment_root()
+TEMPLATE = ROOT / "template.yaml"
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -187,7 +199,7 @@ class ResolvedTemplate:
     def state_machine(self, logical_id: str = "RetrievalStateMachine") -> tuple[str, str]:
         """(name, definition with DefinitionSubstitutions applied), exactly as SAM would deploy it."""
         props = self.resources[logical_id]["Properties"]
-        definition = (REPO_ROOT / props["DefinitionUri"]).read_text(encoding="utf-8")
+        definition = (ROOT / props["DefinitionUri"]).read_text(encoding="utf-8")
         for name, value in self.resolve(props.get("DefinitionSubstitutions", {})).items():
             definition = definition.replace("${" + name + "}", str(value))
         json.loads(definition)  # it must still be JSON

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from local_stack.moto_server import LocalContext
+from polyv_retriever.local_stack.moto_server import LocalContext
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 

@@ -1,4 +1,4 @@
-"""``python -m polyv_emulator --port 8090``: the emulator by hand, with one app and optional demo videos."""
+"""``python -m polyv_retriever.polyv_emulator --port 8090``: the emulator by hand, one app, demo videos."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import contextlib
 import signal
 import threading
 
-from polyv_emulator.server import EmulatorServer
+from polyv_retriever.polyv_emulator.server import EmulatorServer
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m polyv_emulator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m polyv_retriever.polyv_emulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090, help="0: any free port (printed)")
     parser.add_argument("--app-id", default="emulatorApp")

@@ -1,4 +1,4 @@
-"""``python -m local_stack``: run the local stack until interrupted; print where everything is.
+"""``python -m polyv_retriever.local_stack``: run the local stack until interrupted; print where it all is.
 
 The first line on stdout is one JSON object (endpoints, bucket, state machine ARN) for scripts and tests;
 the stack stops on SIGTERM or Ctrl-C, and with --exit-on-stdin-close when stdin closes (so that a parent
@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 
-from local_stack.stack import FAST_POLLING, LocalStack, StackOptions
+from polyv_retriever.local_stack.stack import FAST_POLLING, LocalStack, StackOptions
 
 
 def _pairs(values: list[str], what: str) -> dict[str, str]:
@@ -21,13 +21,13 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
     for value in values:
         name, sep, setting = value.partition("=")
         if not sep:
-            raise SystemExit(f"python -m local_stack: {what} {value!r} is not NAME=VALUE")
+            raise SystemExit(f"python -m polyv_retriever.local_stack: {what} {value!r} is not NAME=VALUE")
         pairs[name] = setting
     return pairs
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m local_stack", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m polyv_retriever.local_stack", description=__doc__)
     parser.add_argument(
         "--param",
         action="append",

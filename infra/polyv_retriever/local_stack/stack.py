@@ -7,7 +7,7 @@
 
 Every port is chosen by the OS, so two stacks never clash; ``stop()`` (or leaving the ``with`` block) shuts
 every server down. The stack sets this process's AWS environment to point at itself: run it in a process
-of its own (``polyv-retriever run`` does; tests start ``python -m local_stack``).
+of its own (``polyv-retriever run`` does; tests start ``python -m polyv_retriever.local_stack``).
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from typing import Any
 
 import boto3
 
-from local_stack.api_gateway import ApiGatewayFront
-from local_stack.moto_server import MotoServer
-from local_stack.template import REGION, ResolvedTemplate, load_template
-from polyv_emulator import EmulatorServer
+from polyv_retriever.local_stack.api_gateway import ApiGatewayFront
+from polyv_retriever.local_stack.moto_server import MotoServer
+from polyv_retriever.local_stack.template import REGION, ResolvedTemplate, load_template
 from polyv_retriever.polyv.credentials import Credentials
+from polyv_retriever.polyv_emulator import EmulatorServer
 
 BUCKET = "polyv-retriever-local"
 #: Waits short enough for a demo; the same template parameters a deployment would override.
@@ -110,7 +110,7 @@ class LocalStack:
         self.stop()
 
     def describe(self) -> dict[str, Any]:
-        """Where everything is: what `python -m local_stack` prints for tests and people."""
+        """Where everything is: what `python -m polyv_retriever.local_stack` prints for tests and people."""
         assert self.moto is not None
         assert self.api is not None
         return {
