@@ -10,7 +10,7 @@ Scenarios:
               engine at its defaults (`polyv-retriever copy`) and rclone's multi-thread copy, 8 streams.
   loopback    1 GiB, no shaping of the path: what each tool costs in CPU. Tools: ours, rclone multi-thread,
               `curl | aws s3 cp -`, boto3 `upload_file` of the same bytes from disk.
-  memory      ours on the first long path at 1,024, 1,769 and 3,008 MB: GB-seconds per GiB moved.
+  memory      ours on the first long path at 512, 1,024, 1,769 and 3,008 MB: GB-seconds per GiB moved.
 Columns: wall s, MB/s, CPU s and CPU s per GiB (user + sys of the tool's whole process tree), peak RSS of its
 largest process, byte-exact (SHA-256 of the object), ratio to the best peer, share of the path's capacity.
 Runs are interleaved with the order rotated each trial; medians are shown with the spread (min-max).
@@ -397,9 +397,10 @@ def long_path(
     name = f"long path {rate:g} MiB/s"
     if ours.rate < targets[0] * peer.rate:
         failures.append(f"{name}: {ours.rate / peer.rate:.2f}x rclone (< {targets[0]}x)")
-    if ours.rate * 1e6 < targets[1] * capacity:
+    if ours.own_rate * 1e6 < targets[1] * capacity:
         failures.append(
-            f"{name}: {ours.rate * 1e6 / capacity:.0%} of the path's capacity (< {targets[1]:.0%})"
+            f"{name}: {ours.own_rate * 1e6 / capacity:.0%} of the path's capacity over its own time "
+            f"(< {targets[1]:.0%})"
         )
     _common_checks(name, rows, failures)
     return table(
