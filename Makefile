@@ -80,7 +80,7 @@ typecheck: $(STAMP) ## mypy, strict
 
 infra-check: $(STAMP) $(SAM_STAMP) ## sam validate --lint, statelint on the state machine, sam build (no container)
 	$(SAM) validate --lint --region $(REGION)
-	$(BIN)/statelint infra/statemachine/retrieval.asl.json
+	$(BIN)/statelint infra/statemachine/*.asl.json
 	$(SAM) build --region $(REGION)
 
 build: $(SAM_STAMP) ## sam build: each function from functions/requirements.txt (hashed) for arm64, no container
@@ -100,6 +100,9 @@ $(BENCH_TOOLS):
 
 bench: $(STAMP) $(BENCH_TOOLS) ## Lambda-shaped transfer benchmarks vs rclone multi-thread (~10 min; BENCH_ARGS=--quick)
 	$(BIN)/python bench/transfer_bench.py $(BENCH_ARGS)
+
+bench-pipeline: $(STAMP) ## streaming on the local stack: 20 videos ready at spread-out times, per-video timings
+	$(BIN)/python bench/pipeline_bench.py $(BENCH_ARGS)
 
 FUNCTION ?= ApiFunction
 EVENT ?= events/api_get_retrieval.json
@@ -126,4 +129,4 @@ deploy: $(STAMP) $(SAM_STAMP) ## later deploys with the settings in samconfig.to
 clean: ## remove the venv and build output
 	rm -rf $(VENV) $(TOOLS) .aws-sam .mypy_cache .ruff_cache .pytest_cache
 
-.PHONY: help install lock upgrade lock-check build deployed-check invoke deploy-guided demo test pytest unit lint format typecheck infra-check openapi bench deploy clean
+.PHONY: help install lock upgrade lock-check build deployed-check invoke deploy-guided demo test pytest unit lint format typecheck infra-check openapi bench bench-pipeline deploy clean

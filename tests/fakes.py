@@ -70,7 +70,63 @@ class FakeStepFunctions:
         }
         return {"executionArn": arn}
 
+    def stop_execution(self, *, executionArn: str, error: str, cause: str) -> dict[str, Any]:
+        if executionArn not in self.executions:
+            raise _client_error("ExecutionDoesNotExist", "StopExecution")
+        self.executions[executionArn].update(status="ABORTED", error=error, cause=cause)
+        return {}
+
+    def list_executions(
+        self, *, stateMachineArn: str, maxResults: int = 100, **kwargs: Any
+    ) -> dict[str, Any]:
+        rows = [
+            {"name": arn.rsplit(":", 1)[1], **e}
+            for arn, e in self.executions.items()
+            if kwargs.get("statusFilter") in (None, e["status"])
+        ]
+        return {"executions": rows[::-1][:maxResults]}
+
     def describe_execution(self, *, executionArn: str) -> dict[str, Any]:
         if executionArn not in self.executions:
             raise _client_error("ExecutionDoesNotExist", "DescribeExecution")
         return dict(self.executions[executionArn])
+
+
+class FakeExecution:
+    def __init__(self, status: str, output: dict[str, Any] | None = None) -> None:
+        self.status, self.output = status, output
+        self.error: str | None = None
+        self.cause: str | None = None
+
+
+class FakeLauncher:
+    """The dispatcher's TransferLauncher: executions by name, with Step Functions' name uniqueness."""
+
+    def __init__(self) -> None:
+        self.executions: dict[str, FakeExecution] = {}
+        self.started: list[str] = []
+        self.start_calls = 0
+        self.by_vid: dict[str, str] = {}
+
+    def start(self, name: str, event: Any) -> None:
+        self.start_calls += 1
+        if name not in self.executions:
+            self.executions[name] = FakeExecution("RUNNING")
+            self.started.append(name)
+        self.by_vid[event.vid] = name
+
+    def describe(self, name: str) -> FakeExecution | None:
+        return self.executions.get(name)
+
+    def _by_vid(self, vid: str) -> FakeExecution:
+        return self.executions[self.by_vid[vid]]
+
+    def finish(self, vid: str, output: dict[str, Any]) -> None:
+        execution = self._by_vid(vid)
+        execution.status = "SUCCEEDED"
+        execution.output = {"taskId": "t", "vid": vid, "prefix": "p/", **output}
+        if output.get("status") == "FAILED":
+            execution.output = output
+
+    def end(self, vid: str, status: str) -> None:
+        self._by_vid(vid).status = status

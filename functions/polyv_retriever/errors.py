@@ -163,6 +163,24 @@ class SourceChanged(RetrieverError):
     hint = "the source file changed during the copy; start the retrieval again"
 
 
+class RetrievalTimedOut(RetrieverError):
+    """The attempt used up its time budget (just under its TimeoutSeconds): its manifest says so."""
+
+    hint = "what was copied is in the manifest; start another attempt with rerun or retryFailed"
+
+
+class RetrievalCancelled(RetrieverError):
+    """An operator cancelled the retrieval (DELETE): a transfer still running stops between parts."""
+
+    hint = "the retrieval was cancelled; start another attempt with rerun to finish it"
+
+
+class RetrievalConflict(RetrieverError):
+    """The request contradicts the retrieval's state (a rerun while one runs, a cancel of an ended one)."""
+
+    hint = "wait for the running attempt to end, or cancel it first"
+
+
 class RetrievalNotFound(RetrieverError):
     """No retrieval (execution) has that id."""
 
@@ -185,6 +203,12 @@ class StorageError(TransientError):
     """S3 refused or failed a request after our retries."""
 
     hint = "S3 failed; check the bucket, its permissions and the endpoint"
+
+
+class OrchestrationError(TransientError):
+    """Step Functions refused or failed a request (start or describe an execution) after our retries."""
+
+    hint = "Step Functions failed; check the state machine, its permissions and the endpoint"
 
 
 class ParameterStoreUnavailable(TransientError):

@@ -47,11 +47,19 @@ class Stack:
     # --- the API, as a client uses it -----------------------------------------------------------------
 
     def api(
-        self, method: str, path: str, body: Any = None, raw: str | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        raw: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, Any]]:
         data = raw if raw is not None else (json.dumps(body) if body is not None else None)
         response = self.http.request(
-            method, self.info["apiUrl"] + path, body=data, headers={"Content-Type": "application/json"}
+            method,
+            self.info["apiUrl"] + path,
+            body=data,
+            headers={"Content-Type": "application/json", **(headers or {})},
         )
         return response.status, json.loads(response.data or b"{}")
 

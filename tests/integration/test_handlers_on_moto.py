@@ -64,15 +64,25 @@ def ready_task(emulator: EmulatorServer, videos: dict[str, int]) -> str:
     return task_id
 
 
-def test_check_status_reads_the_secure_string_and_polls(
-    deployed: EmulatorServer, s3: S3Client, bucket: str
+def test_check_status_reads_the_secure_string_polls_and_starts_transfers(
+    deployed: EmulatorServer, s3: S3Client, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    sfn = boto3.client("stepfunctions")
+    machine = sfn.create_state_machine(
+        name=f"transfers-{time.monotonic_ns()}",
+        definition=json.dumps(
+            {"StartAt": "Idle", "States": {"Idle": {"Type": "Wait", "Seconds": 3600, "End": True}}}
+        ),
+        roleArn="arn:aws:iam::123456789012:role/r",
+    )["stateMachineArn"]
+    monkeypatch.setenv("TRANSFER_STATE_MACHINE_ARN", machine)
     task_id = ready_task(deployed, {"a1": 10, "b1": 10})
-    result = check_status.handler(
-        {"taskId": task_id, "prefix": "p/", "poll": {"count": 0}}, LocalContext("c", 60)
-    )
-    assert result["done"] is True
-    assert sorted(result["succeeded"]) == ["a1", "b1"]
+    result = check_status.handler({"taskId": task_id, "prefix": "p/"}, LocalContext("c", 60))
+    # Both ready at once: each got its transfer execution, named after task, attempt and vid.
+    assert result["done"] is False
+    assert {v: p["state"] for v, p in result["videos"].items()} == {"a1": "RUNNING", "b1": "RUNNING"}
+    names = {e["name"] for e in sfn.list_executions(stateMachineArn=machine)["executions"]}
+    assert names == {f"{task_id}.1.a1", f"{task_id}.1.b1"}
     status = json.loads(
         s3.get_object(Bucket=bucket, Key=RetrievalLayout("p/", task_id).status_key)["Body"].read()
     )
@@ -92,7 +102,7 @@ def test_wrong_credentials_raise_the_named_error(deployed: EmulatorServer) -> No
     parameters.clear_caches()
     task_id = ready_task(deployed, {"a1": 10})
     with pytest.raises(errors.InvalidSignature) as caught:
-        check_status.handler({"taskId": task_id, "prefix": "p/", "poll": {"count": 0}}, LocalContext("c", 60))
+        check_status.handler({"taskId": task_id, "prefix": "p/"}, LocalContext("c", 60))
     assert "not-the-secret" not in str(caught.value)
 
 
@@ -176,8 +186,7 @@ def test_finalize_writes_the_manifest_to_s3(deployed: EmulatorServer, s3: S3Clie
         {
             "taskId": "0123456789abcdef0123456789abcdef",
             "prefix": "p/",
-            "poll": {"failed": ["x"]},
-            "transfers": [],
+            "poll": {"done": True, "count": 1, "startedAt": 0, "waitSeconds": 0, "polyvFailed": ["x"]},
         },
         LocalContext("f", 60),
     )
@@ -186,3 +195,90 @@ def test_finalize_writes_the_manifest_to_s3(deployed: EmulatorServer, s3: S3Clie
     )
     assert manifest["outcome"] == summary["outcome"] == "PARTIAL"
     assert manifest["videos"] == [{"vid": "x", "outcome": "POLYV_FAIL"}]
+
+
+def test_an_sse_kms_default_encrypted_bucket_takes_the_upload_and_the_skip(
+    deployed: EmulatorServer, s3: S3Client, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ExistingBucketName with a customer-managed key as its default encryption, the key given as KmsKeyArn:
+    the object is written under that key, multipart and all, and a second run skips it as intact."""
+    from polyv_retriever.handlers import runtime
+
+    key_arn = boto3.client("kms").create_key(Description="bucket key")["KeyMetadata"]["Arn"]
+    s3.put_bucket_encryption(
+        Bucket=bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [
+                {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn}}
+            ]
+        },
+    )
+    monkeypatch.setenv("KMS_KEY_ID", key_arn)
+    monkeypatch.setenv("STORAGE_CLASS", "GLACIER_IR")
+    runtime.settings.cache_clear()
+    try:
+        task_id = ready_task(deployed, {"kms01": 12 * 1024 * 1024})
+        first = transfer.handler({"taskId": task_id, "vid": "kms01", "prefix": "k/"}, LocalContext("t", 900))
+        again = transfer.handler({"taskId": task_id, "vid": "kms01", "prefix": "k/"}, LocalContext("t", 900))
+    finally:
+        runtime.settings.cache_clear()
+    assert (first["status"], again["status"]) == ("COPIED", "SKIPPED")
+    head = s3.head_object(Bucket=bucket, Key=f"k/{task_id}/kms01.mp4")
+    assert head["ServerSideEncryption"] == "aws:kms"
+    assert head["SSEKMSKeyId"] == key_arn
+    assert head["StorageClass"] == "GLACIER_IR"
+
+
+def test_a_timed_out_attempt_stops_its_transfers_aborts_their_uploads_and_says_so(
+    deployed: EmulatorServer, s3: S3Client, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RecordFailure's path (the attempt's budget ran out while a transfer ran): the transfer execution is
+    stopped, its open upload aborted, and the manifest says TIMED_OUT with what had landed."""
+    from polyv_retriever.handlers import runtime
+
+    sfn = boto3.client("stepfunctions")
+    machine = sfn.create_state_machine(
+        name=f"transfers-{time.monotonic_ns()}",
+        definition=json.dumps(
+            {"StartAt": "Idle", "States": {"Idle": {"Type": "Wait", "Seconds": 3600, "End": True}}}
+        ),
+        roleArn="arn:aws:iam::123456789012:role/r",
+    )["stateMachineArn"]
+    monkeypatch.setenv("TRANSFER_STATE_MACHINE_ARN", machine)
+    runtime.settings.cache_clear()
+    task = "0123456789abcdef0123456789abcde1"
+    running = f"{task}.1.slow"
+    sfn.start_execution(stateMachineArn=machine, name=running, input="{}")
+    s3.create_multipart_upload(Bucket=bucket, Key=f"t/{task}/slow.mp4")
+    try:
+        summary = finalize.handler(
+            {
+                "taskId": task,
+                "prefix": "t/",
+                "attempt": 1,
+                "poll": {
+                    "done": False,
+                    "count": 9,
+                    "startedAt": 0,
+                    "waitSeconds": 30,
+                    "videos": {
+                        "fast": {"state": "COPIED", "key": f"t/{task}/fast.mp4", "size": 5},
+                        "slow": {"state": "RUNNING", "execution": running},
+                    },
+                },
+                "failure": {"Error": "RetrievalTimedOut", "Cause": '{"errorMessage": "ran 167.0 h"}'},
+            },
+            LocalContext("f", 60),
+        )
+    finally:
+        runtime.settings.cache_clear()
+    assert summary["outcome"] == "TIMED_OUT"
+    assert summary["error"] == {"name": "RetrievalTimedOut", "cause": "ran 167.0 h"}
+    stopped = sfn.describe_execution(
+        executionArn=machine.replace(":stateMachine:", ":execution:") + ":" + running
+    )
+    assert stopped["status"] == "ABORTED"
+    assert open_uploads(s3, bucket) == []
+    manifest = json.loads(s3.get_object(Bucket=bucket, Key=f"t/{task}/manifest.json")["Body"].read())
+    assert {v["vid"]: v["outcome"] for v in manifest["videos"]} == {"fast": "COPIED", "slow": "NOT_COPIED"}
+    assert manifest["outcome"] == "TIMED_OUT"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from polyv_retriever.handlers import api, runtime
+from polyv_retriever.pipeline.executions import StateMachine
 from polyv_retriever.pipeline.retrievals import RetrievalService
 from tests.fakes import FakePolyv, FakeStepFunctions, InMemoryRecords
 
@@ -29,7 +30,20 @@ def records(monkeypatch: pytest.MonkeyPatch) -> InMemoryRecords:
 def sfn(records: InMemoryRecords, monkeypatch: pytest.MonkeyPatch) -> FakeStepFunctions:
     fake = FakeStepFunctions()
     polyv = FakePolyv()
-    polyv.create_task = lambda vids, days: "fedcba9876543210fedcba9876543210"  # type: ignore[attr-defined]
-    service = RetrievalService(fake, SM_ARN, records, "bkt", lambda: polyv)  # type: ignore[arg-type]
+    polyv.created = []  # type: ignore[attr-defined]
+
+    def create_task(vids: list[str], days: int) -> str:
+        polyv.created.append(vids)  # type: ignore[attr-defined]
+        return f"{len(polyv.created):x}".rjust(32, "f")  # type: ignore[attr-defined]
+
+    polyv.create_task = create_task  # type: ignore[attr-defined]
+    monkeypatch.setattr(runtime, "polyv_client", lambda: polyv)
+    service = RetrievalService(
+        StateMachine(fake, SM_ARN),  # type: ignore[arg-type]
+        records,
+        "bkt",
+        lambda: polyv,  # type: ignore[arg-type,return-value]
+        lambda: pytest.fail("no cancel in these tests"),
+    )
     monkeypatch.setattr(api, "service", lambda: service)
     return fake

@@ -9,7 +9,7 @@ import pytest
 
 from polyv_retriever.handlers import api, check_status, finalize, runtime
 from polyv_retriever.local_stack.moto_server import LocalContext
-from tests.fakes import FakePolyv, FakeStepFunctions, InMemoryRecords
+from tests.fakes import FakeLauncher, FakePolyv, FakeStepFunctions, InMemoryRecords
 
 TASK = "0123456789abcdef0123456789abcdef"
 SM_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:RetrievalStateMachine"
@@ -19,14 +19,15 @@ def test_check_status_returns_the_state_machines_view(
     records: InMemoryRecords, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(runtime, "polyv_client", lambda: FakePolyv({"a": "SUCCESS", "b": "PROCESS"}))
+    launcher = FakeLauncher()
+    monkeypatch.setattr(runtime, "transfer_launcher", lambda: launcher)
     monkeypatch.setenv("POLL_FIRST_WAIT_SECONDS", "7")
     monkeypatch.setenv("POLL_MAX_WAIT_SECONDS", "7")
-    result = check_status.handler(
-        {"taskId": TASK, "prefix": "p/", "poll": {"count": 0}}, LocalContext("CheckStatus", 60)
-    )
+    result = check_status.handler({"taskId": TASK, "prefix": "p/"}, LocalContext("CheckStatus", 60))
     assert result["done"] is False
     assert 5 <= result["waitSeconds"] <= 7  # the configured wait, less up to 20% jitter
-    assert result["succeeded"] == ["a"]
+    assert result["videos"] == {"a": {"state": "RUNNING", "execution": f"{TASK}.1.a"}}
+    assert launcher.started == [f"{TASK}.1.a"]
     assert f"p/{TASK}/_retrieval/status.json" in records.documents
 
 
@@ -34,8 +35,16 @@ def test_finalize_writes_the_manifest_and_returns_the_summary(records: InMemoryR
     event = {
         "taskId": TASK,
         "prefix": "p/",
-        "poll": {"failed": []},
-        "transfers": [{"vid": "a", "status": "COPIED", "result": {"size": 4}}],
+        "attempt": 1,
+        "options": {},
+        "only": None,
+        "poll": {
+            "done": True,
+            "count": 2,
+            "startedAt": 0,
+            "waitSeconds": 0,
+            "videos": {"a": {"state": "COPIED", "size": 4}},
+        },
     }
     summary = finalize.handler(event, LocalContext("Finalize", 60))
     assert summary["outcome"] == "COMPLETE"
@@ -66,8 +75,14 @@ def test_post_starts_one_execution_named_after_the_task(sfn: FakeStepFunctions) 
     assert body["retrievalId"] == TASK
     assert body["status"] == "RUNNING"
     assert body["destination"] == f"s3://bkt/backup/{TASK}/"
-    assert list(sfn.executions) == [SM_ARN.replace(":stateMachine:", ":execution:") + ":" + TASK]
-    assert json.loads(next(iter(sfn.executions.values()))["input"]) == {"taskId": TASK, "prefix": "backup/"}
+    assert list(sfn.executions) == [SM_ARN.replace(":stateMachine:", ":execution:") + ":" + TASK + ".1"]
+    assert json.loads(next(iter(sfn.executions.values()))["input"]) == {
+        "taskId": TASK,
+        "prefix": "backup/",
+        "attempt": 1,
+        "options": {"storageClass": None},
+        "only": None,
+    }
 
 
 def test_a_repeated_post_does_not_start_a_second_execution(sfn: FakeStepFunctions) -> None:
@@ -81,7 +96,47 @@ def test_a_repeated_post_does_not_start_a_second_execution(sfn: FakeStepFunction
 def test_post_with_vids_creates_the_polyv_task_first(sfn: FakeStepFunctions) -> None:
     status, body = call("POST", "/retrievals", {"vids": ["v1", "v2"], "expireDays": 3})
     assert status == 202
-    assert body["taskId"] == "fedcba9876543210fedcba9876543210"
+    assert body["taskId"] == "f" * 31 + "1"
+
+
+def test_post_with_more_than_100_vids_makes_tasks_of_100_and_answers_them_all(sfn: FakeStepFunctions) -> None:
+    vids = [f"v{i:04d}" for i in range(250)]
+    status, body = call("POST", "/retrievals", {"vids": vids[::-1], "expireDays": 3})
+    assert status == 202
+    assert [r["taskId"] for r in body["retrievals"]] == ["f" * 31 + str(n) for n in (1, 2, 3)]
+    assert len(sfn.executions) == 3
+
+
+def test_rerun_and_retry_failed_are_numbered_attempts(
+    sfn: FakeStepFunctions, records: InMemoryRecords
+) -> None:
+    call("POST", "/retrievals", {"taskId": TASK})
+    assert call("POST", "/retrievals", {"taskId": TASK, "rerun": True})[0] == 409  # attempt 1 still runs
+    first = SM_ARN.replace(":stateMachine:", ":execution:") + f":{TASK}.1"
+    sfn.executions[first]["status"] = "SUCCEEDED"
+    records.put_json(
+        f"polyv/{TASK}/manifest.json",
+        {
+            "taskId": TASK,
+            "attempt": 1,
+            "outcome": "PARTIAL",
+            "finishedAt": "x",
+            "destination": "d",
+            "counts": {},
+            "bytes": 0,
+            "videos": [
+                {"vid": "a", "outcome": "COPIED"},
+                {"vid": "b", "outcome": "FAILED"},
+                {"vid": "c", "outcome": "POLYV_FAIL"},
+            ],
+        },
+    )
+    status, body = call("POST", "/retrievals", {"taskId": TASK, "retryFailed": True})
+    assert status == 202
+    assert body["attempt"] == 2
+    assert body["only"] == ["b"]
+    assert [a["attempt"] for a in body["attempts"]] == [1, 2]
+    assert call("GET", f"/retrievals/{TASK}")[1]["attempt"] == 2
 
 
 @pytest.mark.parametrize(
@@ -93,7 +148,11 @@ def test_post_with_vids_creates_the_polyv_task_first(sfn: FakeStepFunctions) -> 
         ({"taskId": "short"}, None, "taskId 'short' is malformed"),
         ({"taskId": 42}, None, "taskId: Input should be a valid string"),
         ({"vids": [], "expireDays": 1}, None, "vids must be a non-empty list"),
-        ({"vids": [f"v{i}" for i in range(101)], "expireDays": 1}, None, "101 vids given"),
+        ({"vids": [f"v{i}" for i in range(1001)], "expireDays": 1}, None, "1001 vids given"),
+        ({"vids": ["a/b"], "expireDays": 1}, None, "vid 'a/b' is malformed"),
+        ({"vids": ["_retrieval"], "expireDays": 1}, None, "collides with the retrieval's own records"),
+        ({"taskId": TASK, "storageClass": "GLACIER"}, None, "storageClass: Input should be"),
+        ({"vids": ["a"], "expireDays": 1, "rerun": True}, None, "rerun and retryFailed go with taskId"),
         ({"vids": ["a"]}, None, "expireDays (1-7) is required with vids"),
         ({"vids": ["a"], "expireDays": 0}, None, "expireDays must be an integer from 1 to 7"),
         ({"vids": ["a"], "expireDays": 8}, None, "expireDays must be an integer from 1 to 7"),
@@ -137,4 +196,6 @@ def test_the_committed_openapi_document_is_the_one_the_code_generates() -> None:
     assert json.loads(committed) == json.loads(api.openapi_document()), "run `make openapi`"
     paths = json.loads(committed)["paths"]
     assert set(paths) == {"/retrievals", "/retrievals/{retrieval_id}"}
+    assert set(paths["/retrievals"]) == {"get", "post"}
+    assert set(paths["/retrievals/{retrieval_id}"]) == {"get", "delete"}
     assert "400" in paths["/retrievals"]["post"]["responses"]

@@ -1,47 +1,47 @@
-"""The manifest: every video's outcome, the retrieval's outcome, readable causes."""
+"""The manifest: every video's outcome, the attempt's outcome, readable causes."""
 
 import json
 
-from polyv_retriever.pipeline.manifest import finalize
+from polyv_retriever.contracts import ErrorInfo, Manifest, PollProgress, StepFunctionsError
+from polyv_retriever.pipeline.manifest import build_manifest, failure_info, write_manifest
 from polyv_retriever.pipeline.records import RetrievalLayout
 from tests.fakes import InMemoryRecords
 
 TASK = "0123456789abcdef0123456789abcdef"
 
 
-def test_every_video_has_an_outcome_and_the_summary_counts_them() -> None:
-    records = InMemoryRecords()
-    transfers = [
-        {
-            "vid": "a",
-            "status": "COPIED",
-            "result": {"key": f"p/{TASK}/a.mp4", "size": 10, "crc32": "AAAAAA=="},
-        },
-        {
-            "vid": "b",
-            "status": "SKIPPED",
-            "result": {"key": f"p/{TASK}/b.mp4", "size": 5, "crc32": "AAAAAB=="},
-        },
-        {
-            "vid": "c",
-            "status": "FAILED",
-            "error": {
-                "Error": "SourceChanged",
-                "Cause": json.dumps({"errorType": "SourceChanged", "errorMessage": "the ETag changed"}),
-            },
-        },
-    ]
-    summary = finalize(
-        records, bucket="bkt", task_id=TASK, prefix="p/", poll={"failed": ["d"]}, transfers=transfers
+def ledger(**videos: dict[str, object]) -> PollProgress:
+    return PollProgress.model_validate(
+        {"done": True, "count": 3, "startedAt": 0, "waitSeconds": 0, "videos": videos}
     )
 
-    assert summary["outcome"] == "PARTIAL"
-    assert summary["counts"] == {"COPIED": 1, "SKIPPED": 1, "FAILED": 1, "POLYV_FAIL": 1}
-    assert summary["bytes"] == 15
-    assert summary["manifest"] == f"s3://bkt/p/{TASK}/manifest.json"
-    manifest = records.get_json(RetrievalLayout("p/", TASK).manifest_key)
-    assert manifest is not None
-    by_vid = {v["vid"]: v for v in manifest["videos"]}
+
+def test_every_video_has_an_outcome_and_the_summary_counts_them() -> None:
+    records = InMemoryRecords()
+    poll = ledger(
+        a={"state": "COPIED", "key": f"p/{TASK}/a.mp4", "size": 10, "crc32": "AAAAAA=="},
+        b={"state": "SKIPPED", "key": f"p/{TASK}/b.mp4", "size": 5, "crc32": "AAAAAB=="},
+        c={"state": "FAILED", "error": {"name": "SourceChanged", "cause": "the ETag changed"}},
+    )
+    poll.polyvFailed, poll.invalid = ["d"], ["../e"]
+    manifest = build_manifest(bucket="bkt", task_id=TASK, prefix="p/", attempt=1, poll=poll, failure=None)
+    summary = write_manifest(records, "bkt", "p/", manifest)
+
+    assert summary.outcome == "PARTIAL"
+    assert summary.counts == {
+        "COPIED": 1,
+        "SKIPPED": 1,
+        "FAILED": 1,
+        "POLYV_FAIL": 1,
+        "INVALID_VID": 1,
+        "NOT_COPIED": 0,
+    }
+    assert summary.bytes == 15
+    assert summary.manifest == f"s3://bkt/p/{TASK}/manifest.json"
+    stored = records.get_json(RetrievalLayout("p/", TASK).manifest_key)
+    assert stored is not None
+    Manifest.model_validate(stored)  # what is written is what the contract says
+    by_vid = {v["vid"]: v for v in stored["videos"]}
     assert by_vid["a"] == {
         "vid": "a",
         "outcome": "COPIED",
@@ -50,31 +50,43 @@ def test_every_video_has_an_outcome_and_the_summary_counts_them() -> None:
         "crc32": "AAAAAA==",
     }
     assert by_vid["c"]["error"] == "SourceChanged"
-    assert by_vid["c"]["cause"] == "the ETag changed"  # the message, not the runtime's JSON
     assert by_vid["d"]["outcome"] == "POLYV_FAIL"
+    assert by_vid["../e"]["outcome"] == "INVALID_VID"
 
 
 def test_all_copied_is_complete() -> None:
-    summary = finalize(
-        InMemoryRecords(),
+    manifest = build_manifest(
         bucket="bkt",
         task_id=TASK,
         prefix="",
-        poll={"failed": []},
-        transfers=[{"vid": "a", "status": "COPIED", "result": {"size": 3}}],
+        attempt=1,
+        poll=ledger(a={"state": "COPIED", "size": 3}),
+        failure=None,
     )
-    assert summary["outcome"] == "COMPLETE"
+    assert manifest.outcome == "COMPLETE"
 
 
-def test_a_failed_retrieval_is_recorded_with_its_named_error() -> None:
-    records = InMemoryRecords()
-    failure = {
-        "Error": "InvalidSignature",
-        "Cause": json.dumps({"errorMessage": "Polyv error 104: invalid signature"}),
+def test_a_failed_retrieval_is_recorded_with_its_named_error_and_a_readable_cause() -> None:
+    failure = failure_info(
+        StepFunctionsError(
+            Error="InvalidSignature", Cause=json.dumps({"errorMessage": "Polyv error 104: invalid signature"})
+        )
+    )
+    manifest = build_manifest(bucket="bkt", task_id=TASK, prefix="", attempt=1, poll=None, failure=failure)
+    assert manifest.outcome == "FAILED"
+    assert manifest.error == ErrorInfo(name="InvalidSignature", cause="Polyv error 104: invalid signature")
+
+
+def test_a_timed_out_attempt_says_so_and_lists_what_landed_and_what_did_not() -> None:
+    poll = ledger(
+        a={"state": "COPIED", "size": 3}, b={"state": "RUNNING", "execution": "x"}, c={"state": "QUEUED"}
+    )
+    failure = ErrorInfo(name="RetrievalTimedOut", cause="ran 167 h")
+    manifest = build_manifest(bucket="bkt", task_id=TASK, prefix="", attempt=2, poll=poll, failure=failure)
+    assert manifest.outcome == "TIMED_OUT"
+    assert manifest.attempt == 2
+    assert {v.vid: v.outcome.value for v in manifest.videos} == {
+        "a": "COPIED",
+        "b": "NOT_COPIED",
+        "c": "NOT_COPIED",
     }
-    summary = finalize(
-        records, bucket="bkt", task_id=TASK, prefix="", poll=None, transfers=None, failure=failure
-    )
-    assert summary["outcome"] == "FAILED"
-    assert summary["error"] == {"name": "InvalidSignature", "cause": "Polyv error 104: invalid signature"}
-    assert records.get_json(f"{TASK}/manifest.json")["error"]["name"] == "InvalidSignature"  # type: ignore[index]

@@ -27,7 +27,7 @@ def test_a_polyv_task_id_is_accepted() -> None:
     [
         ([], "non-empty list"),
         ("abc", "non-empty list"),
-        ([f"v{i}" for i in range(101)], "101 vids given: Polyv takes at most 100"),
+        ([f"v{i}" for i in range(101)], "101 vids given: at most 100 are taken at once"),
         (["a", ""], "empty vid"),
         (["a", "  "], "empty vid"),
         (["a", "a"], "'a' is given twice"),

@@ -39,6 +39,8 @@ def test_function_events_parse(name: str, model: type[Any]) -> None:
         ("api_post_retrievals.json", 202),
         ("api_post_retrievals_vids.json", 202),
         ("api_get_retrieval.json", 404),
+        ("api_delete_retrieval.json", 404),
+        ("api_list_retrievals.json", 200),
     ],
 )
 def test_api_events_reach_their_routes(name: str, status: int, sfn: FakeStepFunctions) -> None:
@@ -58,4 +60,6 @@ def test_every_event_file_is_covered() -> None:
         "api_post_retrievals.json",
         "api_post_retrievals_vids.json",
         "api_get_retrieval.json",
+        "api_delete_retrieval.json",
+        "api_list_retrievals.json",
     }

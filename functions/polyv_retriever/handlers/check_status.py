@@ -1,4 +1,5 @@
-"""CheckStatus: poll the Polyv task once; tell the state machine all terminal? else how long to wait."""
+"""CheckStatus: one step of the retrieval's dispatcher (poll Polyv when due, start transfers of ready videos,
+collect ended ones); tells the state machine whether it is done, else how long to wait."""
 
 from __future__ import annotations
 
@@ -6,34 +7,32 @@ import time
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict
 
+from polyv_retriever.contracts import CheckStatusEvent, dump
 from polyv_retriever.handlers import runtime
-from polyv_retriever.pipeline.polling import PollPolicy, poll_task
-from polyv_retriever.pipeline.records import RetrievalLayout
+from polyv_retriever.pipeline.polling import PollPolicy, advance
 
 logger = runtime.logger
-
-
-class CheckStatusEvent(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    taskId: str
-    prefix: str
-    poll: dict[str, Any] | None = None
 
 
 @logger.inject_lambda_context(log_event=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = CheckStatusEvent.model_validate(event)
-    result = poll_task(
+    progress = advance(
         runtime.polyv_client(),
+        runtime.transfer_launcher(),
         records=runtime.records(),
-        layout=RetrievalLayout(request.prefix, request.taskId),
-        previous=request.poll,
+        event=request,
         policy=PollPolicy.from_env(),
         now=time.time(),
     )
     logger.info(
-        "polled", extra={"taskId": request.taskId, "counts": result["counts"], "poll": result["count"]}
+        "advanced",
+        extra={
+            "taskId": request.taskId,
+            "counts": progress.counts,
+            "poll": progress.count,
+            "done": progress.done,
+        },
     )
-    return result
+    return dump(progress)

@@ -1,38 +1,37 @@
-"""Finalize: write the manifest of every video's outcome and return the execution's summary."""
+"""Finalize: write the manifest of every video's outcome and return the attempt's summary. On the failure
+path (the attempt as a whole failed or timed out) it first stops the attempt's transfers and aborts their
+open uploads, so the manifest lists exactly what landed."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict
 
+from polyv_retriever.contracts import FinalizeEvent, dump
 from polyv_retriever.handlers import runtime
-from polyv_retriever.pipeline.manifest import finalize
+from polyv_retriever.pipeline.manifest import build_manifest, failure_info, write_manifest
 
 logger = runtime.logger
-
-
-class FinalizeEvent(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    taskId: str
-    prefix: str
-    poll: dict[str, Any] | None = None
-    transfers: list[dict[str, Any]] | None = None
-    failure: dict[str, Any] | None = None
 
 
 @logger.inject_lambda_context(log_event=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = FinalizeEvent.model_validate(event)
-    summary = finalize(
-        runtime.records(),
-        bucket=runtime.settings().bucket_name,
+    failure = failure_info(request.failure)
+    if failure is not None:
+        runtime.canceller().stop_transfers(
+            request.taskId, request.prefix, request.attempt, request.poll, failure
+        )
+    bucket = runtime.settings().bucket_name
+    manifest = build_manifest(
+        bucket=bucket,
         task_id=request.taskId,
         prefix=request.prefix,
+        attempt=request.attempt,
         poll=request.poll,
-        transfers=request.transfers,
-        failure=request.failure,
+        failure=failure,
     )
-    logger.info("retrieval finished", extra=summary)
-    return summary
+    summary = write_manifest(runtime.records(), bucket, request.prefix, manifest)
+    logger.info("retrieval finished", extra=dump(summary))
+    return dump(summary)

@@ -7,16 +7,30 @@ Parameters utility; they are never logged.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 import urllib3
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
 from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, Field
 
+from polyv_retriever.errors import RetrievalConflict
+from polyv_retriever.pipeline.cancel import Canceller
+from polyv_retriever.pipeline.executions import SfnTransferLauncher, StateMachine
 from polyv_retriever.pipeline.records import S3RecordStore
+from polyv_retriever.pipeline.video_transfer import StorageDefaults
 from polyv_retriever.polyv import credentials
 from polyv_retriever.polyv.client import PolyvClient
 from polyv_retriever.transfer.s3_multipart import s3_client
@@ -37,6 +51,10 @@ class Settings(BaseModel):
     bucket_name: str = Field(alias="BUCKET_NAME", min_length=3)
     credentials_parameter: str = Field(alias="POLYV_CREDENTIALS_PARAMETER", min_length=1)
     state_machine_arn: str = Field("", alias="STATE_MACHINE_ARN")
+    transfer_state_machine_arn: str = Field("", alias="TRANSFER_STATE_MACHINE_ARN")
+    storage_class: str = Field("STANDARD", alias="STORAGE_CLASS")
+    kms_key_id: str = Field("", alias="KMS_KEY_ID")
+    idempotency_table: str = Field("", alias="IDEMPOTENCY_TABLE")
 
 
 @cache
@@ -62,6 +80,26 @@ def records() -> S3RecordStore:
     return S3RecordStore(s3(), settings().bucket_name)
 
 
+def transfer_machine() -> StateMachine:
+    return StateMachine(sfn(), settings().transfer_state_machine_arn)
+
+
+def retrieval_machine() -> StateMachine:
+    return StateMachine(sfn(), settings().state_machine_arn)
+
+
+def transfer_launcher() -> SfnTransferLauncher:
+    return SfnTransferLauncher(transfer_machine())
+
+
+def canceller() -> Canceller:
+    return Canceller(s3(), settings().bucket_name, records(), transfer_machine())
+
+
+def storage_defaults() -> StorageDefaults:
+    return StorageDefaults(storage_class=settings().storage_class, kms_key_id=settings().kms_key_id)
+
+
 @cache
 def download_pool() -> urllib3.PoolManager:
     # Enough connections for the transfer workers, each with its next part asked for ahead (2 x 32);
@@ -73,3 +111,36 @@ def polyv_client() -> PolyvClient:
     """A client with the current credentials (Powertools caches the decrypted parameter for 5 minutes,
     so a rotated secret is picked up without a redeploy)."""
     return PolyvClient(credentials.from_ssm(settings().credentials_parameter))
+
+
+# --- idempotent creation (POST /retrievals with vids) ----------------------------------------------------
+
+IdempotencyInProgress = IdempotencyAlreadyInProgressError
+#: A repeat within a week (the longest expireDays) answers the first request's retrievals.
+IDEMPOTENCY_CONFIG = IdempotencyConfig(
+    event_key_jmespath="key", payload_validation_jmespath="fingerprint", expires_after_seconds=7 * 86400
+)
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+@cache
+def _persistence() -> DynamoDBPersistenceLayer:
+    return DynamoDBPersistenceLayer(table_name=settings().idempotency_table, boto_config=_AWS_CONFIG)
+
+
+def idempotent(function: _F) -> _F:
+    """``function(request=...)`` made at most once per ``request["key"]`` (Powertools Idempotency, the
+    template's DynamoDB table). Without a table configured (the CLI, unit tests) it is called as it is."""
+    if not settings().idempotency_table:
+        return function
+    guarded = idempotent_function(
+        data_keyword_argument="request", persistence_store=_persistence(), config=IDEMPOTENCY_CONFIG
+    )(function)
+
+    def call(**kwargs: Any) -> Any:
+        try:
+            return guarded(**kwargs)
+        except IdempotencyValidationError:
+            raise RetrievalConflict("this Idempotency-Key was used with a different request") from None
+
+    return call  # type: ignore[return-value]

@@ -5,22 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict
 
+from polyv_retriever.contracts import TransferEvent
 from polyv_retriever.handlers import runtime
 from polyv_retriever.pipeline.video_transfer import transfer_video
 from polyv_retriever.transfer.allowlist import DownloadAllowList
 from polyv_retriever.transfer.engine import TransferEngine, TransferSettings
 
 logger = runtime.logger
-
-
-class TransferEvent(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    taskId: str
-    vid: str
-    prefix: str
-    continuation: dict[str, Any] | None = None
 
 
 @logger.inject_lambda_context(log_event=False)
@@ -34,11 +26,17 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         s3=runtime.s3(),
         bucket=runtime.settings().bucket_name,
         records=runtime.records(),
-        task_id=request.taskId,
-        vid=request.vid,
-        prefix=request.prefix,
-        continuation=request.continuation,
+        event=request,
+        storage=runtime.storage_defaults(),
         time_left=lambda: context.get_remaining_time_in_millis() / 1000,
     )
-    logger.info("transfer", extra={"vid": request.vid, "status": result["status"], **result["result"]})
-    return result
+    logger.info(
+        "transfer",
+        extra={
+            "vid": request.vid,
+            "status": result.status.value,
+            **result.result.model_dump(exclude_none=True),
+        },
+    )
+    # Not exclude_none: the transfer state machine's Choice reads status, and continuation stays explicit.
+    return result.model_dump(mode="json")

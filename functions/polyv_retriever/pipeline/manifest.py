@@ -1,88 +1,120 @@
-"""The end of a retrieval: every video's outcome in one manifest in S3, and a short summary.
+"""The end of a retrieval attempt: every video's outcome in one manifest in S3, and a short summary.
 
-Outcomes: COPIED (verified in S3), SKIPPED (already there and intact), FAILED (our transfer failed after its
-retries; the error says why), POLYV_FAIL (Polyv could not thaw it). When the whole retrieval failed (bad
-credentials, the deadline), the manifest says so and lists what was known.
+Video outcomes and the attempt's outcome are the enums of ``contracts``. When the attempt as a whole failed
+(bad credentials, the poll deadline, its time budget, a cancel), the manifest says so and still lists what
+had been copied.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from datetime import UTC, datetime
 
+from polyv_retriever.contracts import (
+    LANDED,
+    ErrorInfo,
+    FailedSummary,
+    Manifest,
+    ManifestVideo,
+    Outcome,
+    PollProgress,
+    StepFunctionsError,
+    Summary,
+    VideoOutcome,
+    VideoState,
+    dump,
+)
+from polyv_retriever.errors import RetrievalCancelled, RetrievalTimedOut
 from polyv_retriever.pipeline.records import RecordStore, RetrievalLayout
 
 _CAUSE_LIMIT = 600
+_FAILURE_OUTCOMES = {
+    RetrievalTimedOut.__name__: Outcome.TIMED_OUT,
+    RetrievalCancelled.__name__: Outcome.CANCELLED,
+}
 
 
-def finalize(
-    records: RecordStore,
+def build_manifest(
     *,
     bucket: str,
     task_id: str,
     prefix: str,
-    poll: dict[str, Any] | None,
-    transfers: list[dict[str, Any]] | None,
-    failure: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    attempt: int,
+    poll: PollProgress | None,
+    failure: ErrorInfo | None,
+    copied_records: dict[str, ManifestVideo] | None = None,
+) -> Manifest:
+    """``copied_records``: what the per-video records say landed, for an attempt that ended before its
+    ledger came back (a cancel); the ledger wins where both know a video."""
     layout = RetrievalLayout(prefix, task_id)
-    videos: list[dict[str, Any]] = []
-    for item in transfers or []:
-        if item.get("status") in ("COPIED", "SKIPPED"):
-            result = item.get("result") or {}
-            videos.append(
-                {
-                    "vid": item["vid"],
-                    "outcome": item["status"],
-                    **_pick(result, "key", "size", "crc32", "s3Checksum"),
-                }
+    videos: dict[str, ManifestVideo] = dict(copied_records or {})
+    for vid, video in (poll.videos if poll else {}).items():
+        if video.state in (VideoState.COPIED, VideoState.SKIPPED):
+            videos[vid] = ManifestVideo(
+                vid=vid,
+                outcome=VideoOutcome(video.state.value),
+                key=video.key,
+                size=video.size,
+                crc32=video.crc32,
+                s3Checksum=video.s3Checksum,
             )
-        else:
-            error = item.get("error") or {}
-            videos.append(
-                {
-                    "vid": item.get("vid"),
-                    "outcome": "FAILED",
-                    "error": error.get("Error", "Unknown"),
-                    "cause": readable_cause(error.get("Cause")),
-                }
+        elif video.state is VideoState.FAILED:
+            error = video.error or ErrorInfo(name="Unknown")
+            videos[vid] = ManifestVideo(
+                vid=vid, outcome=VideoOutcome.FAILED, error=error.name, cause=error.cause
             )
-    videos.extend({"vid": vid, "outcome": "POLYV_FAIL"} for vid in (poll or {}).get("failed", []))
+        elif vid not in videos:
+            videos[vid] = ManifestVideo(vid=vid, outcome=VideoOutcome.NOT_COPIED)
+    for vid in poll.polyvFailed if poll else []:
+        videos[vid] = ManifestVideo(vid=vid, outcome=VideoOutcome.POLYV_FAIL)
+    for vid in poll.invalid if poll else []:
+        videos[vid] = ManifestVideo(
+            vid=vid[:200],
+            outcome=VideoOutcome.INVALID_VID,
+            error="InvalidVid",
+            cause="not usable in an S3 key",
+        )
 
-    counts = {
-        o: sum(1 for v in videos if v["outcome"] == o) for o in ("COPIED", "SKIPPED", "FAILED", "POLYV_FAIL")
-    }
+    counts = {o: sum(1 for v in videos.values() if v.outcome is o) for o in VideoOutcome}
     if failure:
-        outcome = "FAILED"
-    elif counts["FAILED"] or counts["POLYV_FAIL"]:
-        outcome = "PARTIAL"
+        outcome = _FAILURE_OUTCOMES.get(failure.name, Outcome.FAILED)
+    elif any(counts[o] for o in VideoOutcome if o not in LANDED):
+        outcome = Outcome.PARTIAL
     else:
-        outcome = "COMPLETE"
-    manifest: dict[str, Any] = {
-        "taskId": task_id,
-        "outcome": outcome,
-        "finishedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "destination": f"s3://{bucket}/{layout.root}",
-        "counts": counts,
-        "bytes": sum(v.get("size", 0) for v in videos if v["outcome"] in ("COPIED", "SKIPPED")),
-        "videos": sorted(videos, key=lambda v: str(v["vid"])),
-    }
-    if failure:
-        manifest["error"] = {
-            "name": failure.get("Error", "Unknown"),
-            "cause": readable_cause(failure.get("Cause")),
-        }
-    records.put_json(layout.manifest_key, manifest)
-    summary = {k: manifest[k] for k in ("taskId", "outcome", "counts", "bytes")}
-    summary["manifest"] = f"s3://{bucket}/{layout.manifest_key}"
-    if failure:
-        summary["error"] = manifest["error"]
-    return summary
+        outcome = Outcome.COMPLETE
+    return Manifest(
+        taskId=task_id,
+        attempt=attempt,
+        outcome=outcome,
+        finishedAt=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        destination=f"s3://{bucket}/{layout.root}",
+        counts=counts,
+        bytes=sum(v.size or 0 for v in videos.values() if v.outcome in LANDED),
+        videos=sorted(videos.values(), key=lambda v: v.vid),
+        error=failure,
+    )
 
 
-def _pick(source: dict[str, Any], *keys: str) -> dict[str, Any]:
-    return {k: source[k] for k in keys if k in source}
+def write_manifest(records: RecordStore, bucket: str, prefix: str, manifest: Manifest) -> Summary:
+    layout = RetrievalLayout(prefix, manifest.taskId)
+    records.put_json(layout.manifest_key, dump(manifest))
+    summary = Summary(
+        taskId=manifest.taskId,
+        attempt=manifest.attempt,
+        outcome=manifest.outcome,
+        counts=manifest.counts,
+        bytes=manifest.bytes,
+        manifest=f"s3://{bucket}/{layout.manifest_key}",
+        error=manifest.error,
+    )
+    return FailedSummary.model_validate(summary.model_dump()) if manifest.error else summary
+
+
+def failure_info(failure: StepFunctionsError | None) -> ErrorInfo | None:
+    if failure is None:
+        return None
+    return ErrorInfo(name=failure.Error, cause=readable_cause(failure.Cause))
 
 
 def readable_cause(cause: object) -> str:
@@ -96,3 +128,7 @@ def readable_cause(cause: object) -> str:
             return str(parsed["errorMessage"])[:_CAUSE_LIMIT]
         return cause[:_CAUSE_LIMIT]
     return "" if cause is None else str(cause)[:_CAUSE_LIMIT]
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat() if moment else None

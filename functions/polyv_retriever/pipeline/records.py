@@ -4,6 +4,7 @@
     {prefix}{taskId}/manifest.json               every video's outcome, written when the retrieval ends
     {prefix}{taskId}/_retrieval/status.json      Polyv's view at the last poll (counts, statuses)
     {prefix}{taskId}/_retrieval/videos/{vid}.json  each video's transfer progress or result
+    {prefix}{taskId}/_retrieval/cancelled/{attempt}.json  an operator cancelled that attempt (DELETE)
 
 Records are what ``GET /retrievals/{id}`` reads while an execution runs, so that it needs neither the
 execution history nor Polyv.
@@ -73,6 +74,9 @@ class RetrievalLayout:
     @property
     def video_records_prefix(self) -> str:
         return f"{self.root}_retrieval/videos/"
+
+    def cancel_marker_key(self, attempt: int) -> str:
+        return f"{self.root}_retrieval/cancelled/{attempt}.json"
 
 
 class RecordStore(Protocol):

@@ -10,13 +10,22 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import urllib3
 
-from polyv_retriever.errors import RetrieverError, VideoNotReady
+from polyv_retriever.contracts import (
+    RetrievalOptions,
+    TransferEvent,
+    TransferResult,
+    TransferStatus,
+    TransferSummary,
+)
+from polyv_retriever.errors import RetrievalCancelled, RetrieverError, VideoNotReady
 from polyv_retriever.pipeline.records import RecordStore, RetrievalLayout, extension_of
-from polyv_retriever.polyv.models import TaskReader, VideoStatus
+from polyv_retriever.polyv.models import TaskReader, VideoStatus, key_safe_vid
 from polyv_retriever.transfer.allowlist import DownloadAllowList
 from polyv_retriever.transfer.engine import TransferEngine
 from polyv_retriever.transfer.resume import Continuation
@@ -25,6 +34,24 @@ from polyv_retriever.transfer.source import HttpSource
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+
+@dataclass(frozen=True)
+class StorageDefaults:
+    """How objects are stored unless the request says otherwise (template parameters)."""
+
+    storage_class: str = "STANDARD"
+    kms_key_id: str = ""
+
+    def object_args(self, options: RetrievalOptions, vid: str, task_id: str) -> dict[str, str]:
+        args = {
+            "StorageClass": (options.storageClass or self.storage_class),
+            # Tags (not only metadata) so that lifecycle rules and cost reports can select by video or task.
+            "Tagging": urlencode({"polyv-vid": vid, "polyv-task-id": task_id}),
+        }
+        if self.kms_key_id:
+            args |= {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key_id}
+        return args
 
 
 def transfer_video(
@@ -36,13 +63,19 @@ def transfer_video(
     s3: S3Client,
     bucket: str,
     records: RecordStore,
-    task_id: str,
-    vid: str,
-    prefix: str,
-    continuation: dict[str, Any] | None,
+    event: TransferEvent,
+    storage: StorageDefaults,
     time_left: Callable[[], float] | None,
-) -> dict[str, Any]:
+) -> TransferResult:
+    task_id, vid, prefix, continuation = event.taskId, event.vid, event.prefix, event.continuation
+    problem = key_safe_vid(vid)
+    if problem is not None:
+        # The dispatcher never starts one for such a vid; an event from elsewhere is refused the same way.
+        raise VideoNotReady(f"vid {vid[:80]!r} cannot be part of an S3 key: {problem}")
     layout = RetrievalLayout(prefix, task_id)
+    cancel_key = layout.cancel_marker_key(event.attempt)
+    if records.get_json(cancel_key) is not None:
+        raise RetrievalCancelled(f"retrieval {task_id} attempt {event.attempt} was cancelled")
 
     def fresh_url() -> str:
         video = client.get_task(task_id).video(vid)
@@ -52,14 +85,20 @@ def transfer_video(
         return video.url
 
     record: dict[str, Any] = {"vid": vid, "taskId": task_id, "updatedAt": time.time()}
-    progress = _ProgressRecorder(records, layout.video_record_key(vid), record)
+    progress = _ProgressRecorder(records, layout.video_record_key(vid), record, cancel_key)
     engine = engine.with_progress(progress)
     try:
         source = HttpSource(fresh_url, allowlist, pool)
         key = layout.video_key(vid, extension_of(source.current_url))
         result = engine.copy(
             source,
-            S3Destination(s3, bucket, key, engine.settings.checksum_type),
+            S3Destination(
+                s3,
+                bucket,
+                key,
+                engine.settings.checksum_type,
+                storage.object_args(event.options, vid, task_id),
+            ),
             metadata={"polyv-vid": vid, "polyv-task-id": task_id},
             continuation=Continuation.from_dict(continuation) if continuation else None,
             time_left=time_left,
@@ -70,26 +109,28 @@ def transfer_video(
             {**record, "status": "FAILED", "error": exc.name, "message": str(exc)},
         )
         raise
-    summary = {
-        "key": key,
-        "size": result.size,
-        "crc32": result.crc32,
-        "s3Checksum": result.s3_checksum,
-        "bytesTransferred": result.bytes_transferred,
-        "seconds": round(result.seconds, 3),
-        "parts": result.parts,
-        "ranged": result.ranged,
-        "urlRefreshes": result.url_refreshes,
-    }
-    records.put_json(layout.video_record_key(vid), {**record, "status": result.status, **summary})
-    return {
-        "taskId": task_id,
-        "vid": vid,
-        "prefix": prefix,
-        "status": result.status,
-        "continuation": result.continuation.to_dict() if result.continuation else None,
-        "result": summary,
-    }
+    summary = TransferSummary(
+        key=key,
+        size=result.size,
+        crc32=result.crc32,
+        s3Checksum=result.s3_checksum,
+        bytesTransferred=result.bytes_transferred,
+        seconds=round(result.seconds, 3),
+        parts=result.parts,
+        ranged=result.ranged,
+        urlRefreshes=result.url_refreshes,
+    )
+    status = TransferStatus(result.status)
+    records.put_json(
+        layout.video_record_key(vid),
+        {**record, "status": status.value, "attempt": event.attempt, **summary.model_dump(exclude_none=True)},
+    )
+    return TransferResult(
+        **event.model_dump(exclude={"continuation"}),
+        continuation=result.continuation.to_dict() if result.continuation else None,
+        status=status,
+        result=summary,
+    )
 
 
 class _ProgressRecorder:
@@ -98,8 +139,8 @@ class _ProgressRecorder:
 
     INTERVAL_SECONDS = 2.0
 
-    def __init__(self, records: RecordStore, key: str, record: dict[str, Any]) -> None:
-        self._records, self._key, self._record = records, key, record
+    def __init__(self, records: RecordStore, key: str, record: dict[str, Any], cancel_key: str) -> None:
+        self._records, self._key, self._record, self._cancel_key = records, key, record, cancel_key
         self._lock = threading.Lock()
         self._bytes = 0
         self._last = time.monotonic()
@@ -121,3 +162,7 @@ class _ProgressRecorder:
                 "updatedAt": time.time(),
             }
         self._records.put_json(self._key, snapshot)
+        # A cancelled retrieval stops here, between parts: the engine's failure path aborts the upload.
+        # (StopExecution does not stop a Lambda invocation that is already running.)
+        if self._records.get_json(self._cancel_key) is not None:
+            raise RetrievalCancelled("the retrieval was cancelled during this transfer")

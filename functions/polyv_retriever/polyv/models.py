@@ -117,21 +117,39 @@ def validate_task_id(task_id: object) -> str:
     return task_id
 
 
-def validate_vids(vids: object) -> list[str]:
+def validate_vids(vids: object, limit: int = MAX_VIDS_PER_TASK) -> list[str]:
     if not isinstance(vids, list | tuple) or not vids:
         raise InvalidInput("vids must be a non-empty list of Polyv video ids")
-    if len(vids) > MAX_VIDS_PER_TASK:
-        raise InvalidInput(f"{len(vids)} vids given: Polyv takes at most {MAX_VIDS_PER_TASK} per task")
+    if len(vids) > limit:
+        raise InvalidInput(f"{len(vids)} vids given: at most {limit} are taken at once")
     seen: set[str] = set()
     for vid in vids:
         if not isinstance(vid, str) or not vid.strip():
             raise InvalidInput("vids must not contain an empty vid")
-        if not VID_PATTERN.fullmatch(vid):
-            raise InvalidInput(f"vid {vid!r} is malformed: expected letters, digits, '-' or '_'")
+        problem = key_safe_vid(vid)
+        if problem is not None:
+            raise InvalidInput(f"vid {vid[:80]!r} is malformed: {problem}")
         if vid in seen:
             raise InvalidInput(f"vid {vid!r} is given twice")
         seen.add(vid)
     return list(vids)
+
+
+#: Names under a retrieval's root that belong to us: a vid equal to one of them could overwrite a record.
+_RESERVED_VID_NAMES = frozenset({"manifest"})
+
+
+def key_safe_vid(vid: str) -> str | None:
+    """Why a vid that Polyv answered cannot become part of an S3 key, or None when it can.
+
+    Polyv's answer is input like any other: a vid with '/', '..', control characters or the name of one
+    of our own records would put an object outside ``{prefix}{taskId}/`` or over a record. Such a vid is a
+    per-video failure (INVALID_VID); nothing is written for it."""
+    if not VID_PATTERN.fullmatch(vid):
+        return "not 1-64 letters, digits, '-' or '_'"
+    if vid.startswith("_") or vid.lower() in _RESERVED_VID_NAMES:
+        return "collides with the retrieval's own records"
+    return None
 
 
 def validate_expire_days(expire_days: object) -> int:

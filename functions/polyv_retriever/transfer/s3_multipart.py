@@ -120,10 +120,20 @@ def _error_code(exc: Exception) -> str | None:
 
 
 class S3Destination:
-    def __init__(self, s3: S3Client, bucket: str, key: str, checksum_type: str = "FULL_OBJECT") -> None:
+    def __init__(
+        self,
+        s3: S3Client,
+        bucket: str,
+        key: str,
+        checksum_type: str = "FULL_OBJECT",
+        object_args: dict[str, str] | None = None,
+    ) -> None:
+        """``object_args``: how the object is stored (StorageClass, Tagging, ServerSideEncryption,
+        SSEKMSKeyId), passed as they are to the request that creates it (pipeline/video_transfer.py)."""
         if checksum_type not in CHECKSUM_TYPES:
             raise InvalidInput(f"checksum type {checksum_type!r}: use one of {', '.join(CHECKSUM_TYPES)}")
         self.s3, self.bucket, self.key, self.checksum_type = s3, bucket, key, checksum_type
+        self.object_args: dict[str, Any] = dict(object_args or {})
 
     @property
     def uri(self) -> str:
@@ -162,6 +172,7 @@ class S3Destination:
                 ContentType=content_type,
                 ChecksumAlgorithm="CRC32",
                 ChecksumCRC32=crc,
+                **self.object_args,
             )
         except (ClientError, BotoCoreError) as exc:
             raise _storage_error("PutObject", exc) from None
@@ -192,6 +203,7 @@ class S3Destination:
                 ContentType=content_type,
                 ChecksumAlgorithm="CRC32",
                 ChecksumType=self.checksum_type,  # type: ignore[arg-type]
+                **self.object_args,
             )
         except (ClientError, BotoCoreError) as exc:
             raise _storage_error("CreateMultipartUpload", exc) from None

@@ -87,9 +87,10 @@ class LocalStack:
             load_template(), self.options.parameters, physical_names={"DataBucket": BUCKET}
         )
         self._create_bucket(resolved)
+        self._create_tables(resolved)
         self._store_credentials(resolved, credentials)
         self._configure_functions(resolved, base_url)
-        self._create_state_machine(resolved)
+        self._create_state_machines(resolved)
         api_function = next(f for f in resolved.functions() if f.logical_id == "ApiFunction")
         self.api = ApiGatewayFront(
             _load_handler(api_function.handler),
@@ -152,6 +153,25 @@ class LocalStack:
             },
         )
 
+    def _create_tables(self, resolved: ResolvedTemplate) -> None:
+        """Every DynamoDB table of the template, with its keys and TTL (the idempotency table)."""
+        dynamodb = boto3.client("dynamodb")
+        for logical_id, resource in resolved.resources.items():
+            if resource["Type"] != "AWS::DynamoDB::Table":
+                continue
+            props = resolved.resolve(resource["Properties"])
+            name = resolved.physical_name(logical_id)
+            dynamodb.create_table(
+                TableName=name,
+                AttributeDefinitions=props["AttributeDefinitions"],
+                KeySchema=props["KeySchema"],
+                BillingMode=props["BillingMode"],
+            )
+            if "TimeToLiveSpecification" in props:
+                dynamodb.update_time_to_live(
+                    TableName=name, TimeToLiveSpecification=props["TimeToLiveSpecification"]
+                )
+
     def _store_credentials(self, resolved: ResolvedTemplate, credentials: Credentials) -> None:
         self.credentials_parameter = resolved.parameters["CredentialsParameterName"]
         boto3.client("ssm").put_parameter(
@@ -186,20 +206,23 @@ class LocalStack:
                 function.logical_id, _load_handler(function.handler), timeout, function.memory
             )
 
-    def _create_state_machine(self, resolved: ResolvedTemplate) -> None:
-        name, definition = resolved.state_machine()
-        created = boto3.client("stepfunctions").create_state_machine(
-            name=name,
-            definition=definition,
-            roleArn=f"arn:aws:iam::123456789012:role/{name}Role",
-            type="STANDARD",
-        )
-        self.state_machine_arn = created["stateMachineArn"]
-        if os.environ.get("STATE_MACHINE_ARN") != self.state_machine_arn:
-            raise RuntimeError(
-                f"template resolves the state machine to {os.environ.get('STATE_MACHINE_ARN')}, "
-                f"moto created {self.state_machine_arn}"
+    def _create_state_machines(self, resolved: ResolvedTemplate) -> None:
+        """Every state machine of the template (the retrieval's and the per-video transfer's), each at the
+        ARN the template hands to the functions."""
+        sfn = boto3.client("stepfunctions")
+        for logical_id in resolved.state_machine_ids():
+            name, definition = resolved.state_machine(logical_id)
+            created = sfn.create_state_machine(
+                name=name,
+                definition=definition,
+                roleArn=f"arn:aws:iam::123456789012:role/{name}Role",
+                type="STANDARD",
             )
+            expected = resolved.resolve({"Ref": logical_id})
+            if created["stateMachineArn"] != expected:
+                raise RuntimeError(f"template resolves {logical_id} to {expected}, moto created {created}")
+            if logical_id == "RetrievalStateMachine":
+                self.state_machine_arn = created["stateMachineArn"]
 
 
 def _load_handler(path: str) -> Any:

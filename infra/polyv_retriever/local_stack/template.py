@@ -196,6 +196,9 @@ class ResolvedTemplate:
             )
         return found
 
+    def state_machine_ids(self) -> list[str]:
+        return [k for k, r in self.resources.items() if r["Type"] == "AWS::Serverless::StateMachine"]
+
     def state_machine(self, logical_id: str = "RetrievalStateMachine") -> tuple[str, str]:
         """(name, definition with DefinitionSubstitutions applied), exactly as SAM would deploy it."""
         props = self.resources[logical_id]["Properties"]

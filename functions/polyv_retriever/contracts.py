@@ -1,0 +1,328 @@
+"""Every JSON shape that crosses a boundary between the parts, defined once.
+
+The boundaries: the API's requests and answers, the retrieval state machine's execution input and state
+document, each Lambda's event and result, the transfer state machine's input and output, the manifest and
+the summary. The handlers parse their events with these models, the core returns them, and
+``tests/unit/test_asl_contract.py`` checks every path the ASL reads (``ResultSelector``, ``Choice``,
+``Pass``, ``ItemsPath``, ``SecondsPath``, ``Payload``) against them, so the definition and the code cannot
+drift. The status vocabularies are enums here, not string literals spread over many files.
+
+No Lambda types in here: the CLI and the tests use the same models.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# --- vocabularies -----------------------------------------------------------------------------------------
+
+
+class ExecutionStatus(StrEnum):
+    """A retrieval attempt as Step Functions reports it (the API's ``status``)."""
+
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    TIMED_OUT = "TIMED_OUT"
+    ABORTED = "ABORTED"
+    PENDING_REDRIVE = "PENDING_REDRIVE"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (ExecutionStatus.RUNNING, ExecutionStatus.PENDING_REDRIVE)
+
+
+class Outcome(StrEnum):
+    """The manifest's verdict on a whole retrieval attempt (also the completion event's ``outcome``)."""
+
+    COMPLETE = "COMPLETE"  # every video is in S3 (copied now or already there)
+    PARTIAL = "PARTIAL"  # some video failed, on Polyv's side or ours
+    FAILED = "FAILED"  # the retrieval as a whole failed (credentials, the poll deadline, ...)
+    TIMED_OUT = "TIMED_OUT"  # the attempt ran out of its time budget; what was copied is listed
+    CANCELLED = "CANCELLED"  # an operator stopped it (DELETE); what was copied is listed
+
+
+class VideoOutcome(StrEnum):
+    """One video's line in the manifest."""
+
+    COPIED = "COPIED"  # copied by this attempt, verified in S3
+    SKIPPED = "SKIPPED"  # already in S3 and intact
+    FAILED = "FAILED"  # our transfer failed after its retries; ``error`` says why
+    POLYV_FAIL = "POLYV_FAIL"  # Polyv could not thaw it
+    INVALID_VID = "INVALID_VID"  # Polyv answered a vid that cannot be a key: refused, nothing written
+    NOT_COPIED = "NOT_COPIED"  # the attempt was cancelled or timed out before it was copied
+
+
+#: Outcomes whose object is in S3.
+LANDED = frozenset({VideoOutcome.COPIED, VideoOutcome.SKIPPED})
+#: Outcomes a ``retryFailed`` attempt tries again (Polyv's own failures cannot be fixed by us).
+RETRIED_BY_RETRY_FAILED = frozenset({VideoOutcome.FAILED, VideoOutcome.NOT_COPIED})
+
+
+class TransferStatus(StrEnum):
+    """What one Transfer invocation reports."""
+
+    COPIED = "COPIED"
+    SKIPPED = "SKIPPED"
+    CONTINUE = "CONTINUE"  # time ran low: invoke again with ``continuation``
+    FAILED = "FAILED"  # set by the transfer state machine's Catch, never by the function
+
+
+class VideoState(StrEnum):
+    """A video's place in the retrieval's dispatcher (the parent state machine's state document)."""
+
+    QUEUED = "QUEUED"  # SUCCESS on Polyv, waiting for a transfer slot
+    RUNNING = "RUNNING"  # its transfer execution runs
+    COPIED = "COPIED"
+    SKIPPED = "SKIPPED"
+    FAILED = "FAILED"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (VideoState.QUEUED, VideoState.RUNNING)
+
+
+class StorageClass(StrEnum):
+    """S3 storage classes a retrieval may write (a backup usually wants a cold one)."""
+
+    STANDARD = "STANDARD"
+    INTELLIGENT_TIERING = "INTELLIGENT_TIERING"
+    STANDARD_IA = "STANDARD_IA"
+    GLACIER_IR = "GLACIER_IR"
+    DEEP_ARCHIVE = "DEEP_ARCHIVE"
+
+
+# --- the one error shape -------------------------------------------------------------------------------
+
+
+class ErrorInfo(BaseModel):
+    """A failure as recorded in the manifest, the summary, the API and the state document."""
+
+    name: str = Field(
+        description="the error's name (errors.py, or a Step Functions name like States.Timeout)"
+    )
+    cause: str = Field(default="", description="what a person reads: the message, without secrets")
+
+
+class ApiError(BaseModel):
+    """Every 4xx/5xx body of the API (handlers/api.py's ErrorBody is this shape)."""
+
+    message: str = Field(description="what is wrong, naming the field or the retrieval")
+
+
+class StepFunctionsError(BaseModel):
+    """What a ``Catch`` with ``ResultPath`` puts into the state: Step Functions' own names."""
+
+    model_config = ConfigDict(extra="allow")
+    Error: str = "Unknown"
+    Cause: str | None = None
+
+
+_STRICT = ConfigDict(extra="forbid")
+_LENIENT = ConfigDict(extra="ignore")
+
+
+# --- the retrieval (parent) state machine ---------------------------------------------------------------
+
+
+class RetrievalOptions(BaseModel):
+    """Where the files go; chosen per request, defaulted from the template's parameters."""
+
+    model_config = _STRICT
+    storageClass: StorageClass | None = None
+
+
+class ExecutionInput(BaseModel):
+    """What the API starts a retrieval attempt with (the execution's input)."""
+
+    model_config = _STRICT
+    taskId: str
+    prefix: str
+    attempt: int = Field(default=1, ge=1)
+    options: RetrievalOptions = Field(default_factory=RetrievalOptions)
+    #: retryFailed: only these vids are transferred; None = every SUCCESS video.
+    only: list[str] | None = None
+
+
+class VideoProgress(BaseModel):
+    """One video in the dispatcher's ledger (kept small: 100 of them stay far below 256 KB)."""
+
+    model_config = _STRICT
+    state: VideoState
+    execution: str | None = Field(default=None, description="the transfer execution's name")
+    key: str | None = None
+    size: int | None = None
+    crc32: str | None = None
+    s3Checksum: str | None = None
+    error: ErrorInfo | None = None
+
+
+class PollProgress(BaseModel):
+    """CheckStatus's result: where Polyv and the transfers stand, and what the state machine does next."""
+
+    model_config = _STRICT
+    done: bool = Field(description="every video terminal on Polyv and every transfer ended")
+    count: int = Field(description="Polyv queries so far")
+    startedAt: float = Field(description="epoch seconds of the first poll")
+    nextPollAt: float = Field(
+        default=0, description="epoch seconds of the next Polyv query (0: Polyv is done)"
+    )
+    waitSeconds: int = Field(description="the Wait state's SecondsPath")
+    checkWait: float = Field(
+        default=0,
+        description="seconds between looks at running transfers (short after a change, then doubling)",
+    )
+    counts: dict[str, int] = Field(default_factory=dict, description="Polyv's statuses, counted")
+    polyvFailed: list[str] = Field(default_factory=list, description="vids Polyv could not thaw")
+    invalid: list[str] = Field(default_factory=list, description="vids refused as keys (hostile/invalid)")
+    videos: dict[str, VideoProgress] = Field(default_factory=dict)
+
+
+class CheckStatusEvent(BaseModel):
+    """The CheckStatus Task's Payload."""
+
+    model_config = _LENIENT
+    taskId: str
+    prefix: str
+    attempt: int = 1
+    options: RetrievalOptions = Field(default_factory=RetrievalOptions)
+    only: list[str] | None = None
+    poll: PollProgress | None = None
+
+
+class RetrievalStateDocument(BaseModel):
+    """The parent execution's data as it moves between states (what ``$`` holds)."""
+
+    model_config = _STRICT
+    taskId: str
+    prefix: str
+    attempt: int
+    options: RetrievalOptions
+    only: list[str] | None
+    poll: PollProgress | None
+    failure: StepFunctionsError | None = None
+    summary: RecordFailureResult | None = None
+    recordFailure: StepFunctionsError | None = None
+
+
+class FinalizeEvent(BaseModel):
+    """The Finalize Task's Payload: the ledger (success path) or the failure that ended the attempt."""
+
+    model_config = _LENIENT
+    taskId: str
+    prefix: str
+    attempt: int = 1
+    poll: PollProgress | None = None
+    failure: StepFunctionsError | None = None
+
+
+class Summary(BaseModel):
+    """Finalize's result: the execution's output, and the completion event's detail."""
+
+    model_config = _STRICT
+    taskId: str
+    attempt: int
+    outcome: Outcome
+    counts: dict[VideoOutcome, int]
+    bytes: int
+    manifest: str
+    error: ErrorInfo | None = None
+
+
+class FailedSummary(Summary):
+    """Finalize's result on the failure path (the event had a ``failure``): the error is always there."""
+
+    error: ErrorInfo
+
+
+class RecordFailureResult(BaseModel):
+    """What the state machine keeps of Finalize's answer on the failure path (for its Fail state)."""
+
+    model_config = _STRICT
+    error: ErrorInfo
+
+
+# --- the transfer (child) state machine ----------------------------------------------------------------
+
+
+class TransferEvent(BaseModel):
+    """A transfer execution's input, and each Transfer invocation's event."""
+
+    model_config = _LENIENT
+    taskId: str
+    vid: str
+    prefix: str
+    attempt: int = 1
+    options: RetrievalOptions = Field(default_factory=RetrievalOptions)
+    continuation: dict[str, Any] | None = None
+
+
+class TransferSummary(BaseModel):
+    model_config = _STRICT
+    key: str
+    size: int
+    crc32: str | None = None
+    s3Checksum: str | None = None
+    bytesTransferred: int = 0
+    seconds: float = 0
+    parts: int = 0
+    ranged: bool = False
+    urlRefreshes: int = 0
+
+
+class TransferResult(TransferEvent):
+    """A Transfer invocation's result: the event again (so CONTINUE can feed the next invocation)."""
+
+    model_config = _STRICT
+    status: TransferStatus
+    result: TransferSummary
+
+
+class TransferFailure(BaseModel):
+    """The transfer state machine's output when its Catch took over."""
+
+    model_config = _STRICT
+    vid: str
+    status: TransferStatus
+    error: StepFunctionsError
+
+
+# --- the manifest --------------------------------------------------------------------------------------
+
+
+class ManifestVideo(BaseModel):
+    model_config = _STRICT
+    vid: str
+    outcome: VideoOutcome
+    key: str | None = None
+    size: int | None = None
+    crc32: str | None = None
+    s3Checksum: str | None = None
+    error: str | None = None
+    cause: str | None = None
+
+
+class Manifest(BaseModel):
+    """``{prefix}{taskId}/manifest.json``: every video's outcome, written when an attempt ends."""
+
+    model_config = _STRICT
+    taskId: str
+    attempt: int
+    outcome: Outcome
+    finishedAt: str
+    destination: str
+    counts: dict[VideoOutcome, int]
+    bytes: int
+    videos: list[ManifestVideo]
+    error: ErrorInfo | None = None
+
+
+RetrievalStateDocument.model_rebuild()
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    """A model as the JSON the other side reads (enums as strings, unset optionals left out)."""
+    return model.model_dump(mode="json", exclude_none=True)
