@@ -161,9 +161,11 @@ def test_a_redirected_download_is_copied_with_one_request_per_hop(
 
         assert result.status == "COPIED"
         assert object_sha256(s3, bucket, "v.mp4") == hashlib.sha256(DATA).hexdigest()
-        # The probe and one GET per part, each redirected once: no request failed and was made again.
-        gets = 1 + result.parts
-        assert (server.requests("/v.mp4"), files.requests("/files/v.mp4")) == (gets, gets)
+        # The probe and at least one GET per part (a shared tail adds ranges), each redirected exactly once;
+        # with no retries allowed, a request failing on a poisoned connection would have failed the copy.
+        asked = server.requests("/v.mp4")
+        assert asked >= 1 + result.parts
+        assert files.requests("/files/v.mp4") == asked
         assert open_uploads(s3, bucket) == []
 
 

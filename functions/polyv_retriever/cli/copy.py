@@ -59,7 +59,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
     if not match:
         raise InvalidInput(f"destination {args.destination!r} is not s3://BUCKET/KEY")
     settings = TransferSettings.from_env()
-    source = HttpSource(lambda: str(args.url), DownloadAllowList.from_env(), urllib3.PoolManager(maxsize=32))
+    source = HttpSource(lambda: str(args.url), DownloadAllowList.from_env(), urllib3.PoolManager(maxsize=64))
     dest = S3Destination(s3_client(), match["bucket"], match["key"], settings.checksum_type)
     metadata = {"polyv-vid": args.vid} if args.vid else {}
     interrupted = threading.Event()

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, cast
 
+from botocore.compat import HAS_CRT
+
 from polyv_retriever.aws_errors import AWS_ERRORS, error_code, s3_error
 from polyv_retriever.errors import InvalidInput
 from polyv_retriever.transfer import checksums
@@ -27,9 +29,21 @@ CHECKSUM_TYPES = ("FULL_OBJECT", "COMPOSITE")
 JOURNAL_PREFIX = "_polyv-retriever/uploads/"
 
 
+def part_body(data: bytes | bytearray) -> IO[bytes]:
+    """What to hand botocore as a part's body.
+
+    The buffer itself where botocore signs in Python (the Lambda runtime, which has no awscrt): urllib3
+    sends it in one ``sendall``, with no ``Expect: 100-continue`` round trip. A file-like body instead
+    costs a Python round trip and two copies per 16 KiB (urllib3 reads it by ``blocksize``): 0.3 CPU s
+    more per GiB. Where awscrt is installed, botocore's CRT signer copies a buffer body into a BytesIO
+    (a second part in memory per upload in flight), so there the stream is the lesser cost.
+    """
+    # (Typed as a stream: the stubs omit bytearray, which botocore takes as it takes bytes.)
+    return cast(IO[bytes], PartBody(data) if HAS_CRT else data)
+
+
 class PartBody(io.RawIOBase):
-    """A part buffer as a seekable stream, without copying it. Given ``bytes``, botocore's signers copy the
-    body (the CRT signer wraps it in a new BytesIO); given a stream they read it in small pieces."""
+    """A part buffer as a seekable stream, without copying it (see part_body)."""
 
     def __init__(self, data: bytes | bytearray) -> None:
         super().__init__()
@@ -190,7 +204,7 @@ class S3Destination:
                 Key=self.key,
                 UploadId=upload_id,
                 PartNumber=number,
-                Body=cast(IO[bytes], PartBody(data)),
+                Body=part_body(data),
                 ChecksumCRC32=checksums.to_s3(crc32),
             )
         except AWS_ERRORS as exc:
