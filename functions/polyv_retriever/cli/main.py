@@ -201,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     copy.add_argument("destination", metavar="s3://BUCKET/KEY")
     copy.add_argument("--vid", help="record this Polyv vid in the object's metadata")
     copy.add_argument("--json", action="store_true", help="print the result as one line of JSON")
+    copy.add_argument(
+        "--keep-on-interrupt",
+        action="store_true",
+        help="on Ctrl-C keep the multipart upload (and its journal) so that running again resumes it;\n"
+        "without it, Ctrl-C aborts the upload and leaves nothing in S3",
+    )
     copy.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no summary line")
     copy.set_defaults(run=_lazy("copy", "cmd_copy"))
 

@@ -107,8 +107,9 @@ def storage_defaults() -> StorageDefaults:
 
 @cache
 def download_pool() -> urllib3.PoolManager:
-    # Enough connections for the transfer workers; retries are the transfer's own (per part).
-    return urllib3.PoolManager(num_pools=4, maxsize=32, retries=False)
+    # Enough connections for the transfer workers, each with its next part asked for ahead (2 x 32);
+    # retries are the transfer's own (per part).
+    return urllib3.PoolManager(num_pools=4, maxsize=64, retries=False)
 
 
 def polyv_client() -> PolyvClient:

@@ -15,10 +15,10 @@ import contextlib
 import time
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
+from polyv_retriever.aws_errors import AWS_ERRORS, s3_error
 from polyv_retriever.contracts import ErrorInfo, PollProgress, VideoState
-from polyv_retriever.errors import StorageError
 from polyv_retriever.pipeline.executions import StateMachine
 from polyv_retriever.pipeline.polling import transfer_execution_name
 from polyv_retriever.pipeline.records import RecordStore, RetrievalLayout
@@ -68,6 +68,6 @@ class Canceller:
                     with contextlib.suppress(ClientError):
                         self.s3.delete_object(Bucket=self.bucket, Key=JOURNAL_PREFIX + key + ".json")
                     aborted.append(key)
-        except (ClientError, BotoCoreError) as exc:
-            raise StorageError(f"aborting the uploads under {layout.root} failed: {exc}") from None
+        except AWS_ERRORS as exc:
+            raise s3_error(f"ListMultipartUploads {layout.root} (aborting its uploads)", exc) from None
         return aborted

@@ -1,7 +1,8 @@
 """Step Functions as the pipeline uses it: start and describe executions by name, stop them, list them.
 
 Every failure of a call becomes the project's ``OrchestrationError`` (transient: retried by the state
-machine, answered 503 by the API), never a raw botocore error, and never reported as an S3 failure.
+machine, answered 503 by the API), never a raw botocore error, and never reported as an S3 failure; the
+translation is the one in :mod:`polyv_retriever.aws_errors`.
 """
 
 from __future__ import annotations
@@ -11,25 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from polyv_retriever.aws_errors import AWS_ERRORS, error_code, sfn_error
 from polyv_retriever.contracts import TransferEvent, dump
-from polyv_retriever.errors import InvalidInput, OrchestrationError
+from polyv_retriever.errors import InvalidInput
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
 _MISSING = ("ExecutionDoesNotExist", "ResourceNotFound")
-
-
-def _code(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", ""))
-    return type(exc).__name__
-
-
-def _failed(action: str, exc: Exception) -> OrchestrationError:
-    return OrchestrationError(f"Step Functions {action} failed: {_code(exc)}")
 
 
 @dataclass(frozen=True)
@@ -57,23 +47,19 @@ class StateMachine:
         """Start the named execution; False when one with that name already exists (nothing started)."""
         try:
             self.sfn.start_execution(stateMachineArn=self.arn, name=name, input=json.dumps(document))
-        except ClientError as exc:
-            if _code(exc) == "ExecutionAlreadyExists":
+        except AWS_ERRORS as exc:
+            if error_code(exc) == "ExecutionAlreadyExists":
                 return False
-            raise _failed("StartExecution", exc) from None
-        except BotoCoreError as exc:
-            raise _failed("StartExecution", exc) from None
+            raise sfn_error("StartExecution", exc) from None
         return True
 
     def describe(self, name: str) -> Execution | None:
         try:
             raw = self.sfn.describe_execution(executionArn=self.execution_arn(name))
-        except ClientError as exc:
-            if _code(exc) in _MISSING:
+        except AWS_ERRORS as exc:
+            if error_code(exc) in _MISSING:
                 return None
-            raise _failed("DescribeExecution", exc) from None
-        except BotoCoreError as exc:
-            raise _failed("DescribeExecution", exc) from None
+            raise sfn_error("DescribeExecution", exc) from None
         return Execution(
             name=name,
             status=raw["status"],
@@ -89,12 +75,10 @@ class StateMachine:
         """Stop the named execution if it runs; False when there was nothing to stop."""
         try:
             self.sfn.stop_execution(executionArn=self.execution_arn(name), error=error, cause=cause)
-        except ClientError as exc:
-            if _code(exc) in _MISSING:
+        except AWS_ERRORS as exc:
+            if error_code(exc) in _MISSING:
                 return False
-            raise _failed("StopExecution", exc) from None
-        except BotoCoreError as exc:
-            raise _failed("StopExecution", exc) from None
+            raise sfn_error("StopExecution", exc) from None
         return True
 
     def list(
@@ -108,12 +92,10 @@ class StateMachine:
             kwargs["nextToken"] = next_token
         try:
             page = self.sfn.list_executions(**kwargs)
-        except ClientError as exc:
-            if _code(exc) == "InvalidToken":
+        except AWS_ERRORS as exc:
+            if error_code(exc) == "InvalidToken":
                 raise InvalidInput("nextToken is not one this API gave (or it expired)") from None
-            raise _failed("ListExecutions", exc) from None
-        except BotoCoreError as exc:
-            raise _failed("ListExecutions", exc) from None
+            raise sfn_error("ListExecutions", exc) from None
         rows = [(e["name"], str(e["status"]), e["startDate"]) for e in page.get("executions", [])]
         rows.sort(key=lambda row: row[2], reverse=True)
         return rows, page.get("nextToken")

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from botocore.exceptions import ClientError
-
-from polyv_retriever.errors import InvalidInput, StorageError
+from polyv_retriever.aws_errors import AWS_ERRORS, error_code, s3_error
+from polyv_retriever.errors import CorruptRecord, InvalidInput
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -101,28 +100,38 @@ class S3RecordStore:
                 Body=json.dumps(document, ensure_ascii=False, indent=1).encode(),
                 ContentType="application/json",
             )
-        except ClientError as exc:
-            raise StorageError(
-                f"S3 PutObject {key} failed: {exc.response.get('Error', {}).get('Code')}"
-            ) from None
+        except AWS_ERRORS as exc:
+            raise s3_error(f"PutObject {key}", exc) from None
 
     def get_json(self, key: str) -> dict[str, Any] | None:
         try:
             body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+        except AWS_ERRORS as exc:
+            if error_code(exc) in ("NoSuchKey", "404"):
                 return None
-            raise StorageError(
-                f"S3 GetObject {key} failed: {exc.response.get('Error', {}).get('Code')}"
-            ) from None
-        document = json.loads(body)
-        return document if isinstance(document, dict) else None
+            raise s3_error(f"GetObject {key}", exc) from None
+        try:
+            document = json.loads(body)
+        except ValueError:  # not JSON, or not UTF-8
+            raise CorruptRecord(f"s3://{self.bucket}/{key} is not JSON") from None
+        if not isinstance(document, dict):
+            raise CorruptRecord(f"s3://{self.bucket}/{key} is JSON but not an object")
+        return document
 
     def list_json(self, prefix: str) -> list[dict[str, Any]]:
         documents = []
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                document = self.get_json(item["Key"])
-                if document is not None:
-                    documents.append(document)
+        try:
+            keys = [
+                item["Key"]
+                for page in self.s3.get_paginator("list_objects_v2").paginate(
+                    Bucket=self.bucket, Prefix=prefix
+                )
+                for item in page.get("Contents", [])
+            ]
+        except AWS_ERRORS as exc:
+            raise s3_error(f"ListObjectsV2 {prefix}", exc) from None
+        for key in keys:
+            document = self.get_json(key)
+            if document is not None:
+                documents.append(document)
         return documents

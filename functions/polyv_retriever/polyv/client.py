@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from polyv_retriever.polyv.models import (
     validate_vids,
 )
 from polyv_retriever.polyv.signing import signed_params
+from polyv_retriever.retry import Backoff
 
 DEFAULT_BASE_URL = "https://api.polyv.net"
 GET_TASK_PATH = "/v3/video/source-file-task/get"
@@ -52,17 +52,10 @@ def shared_pool() -> urllib3.PoolManager:
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with full jitter, capped; ``Retry-After`` is honoured when it fits the cap."""
+class RetryPolicy(Backoff):
+    """The project's backoff (:class:`polyv_retriever.retry.Backoff`) and the read timeout of one try."""
 
-    attempts: int = 5
-    base_seconds: float = 0.5
-    cap_seconds: float = 20.0
     timeout_seconds: float = 15.0
-
-    def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        backoff = random.uniform(0, min(self.cap_seconds, self.base_seconds * 2**attempt))
-        return max(backoff, retry_after or 0.0)
 
 
 class PolyvClient:
@@ -120,12 +113,15 @@ class PolyvClient:
                 retry_after = exc.retry_after if isinstance(exc, errors.RateLimited) else None
                 attempt += 1
                 # A block longer than our cap (Polyv blocks an IP for 5 minutes) is for the caller to wait
-                # out (the state machine's Retry), not for a Lambda to sleep through.
-                if attempt >= self._retry.attempts or (retry_after or 0) > self._retry.cap_seconds:
+                # out (the state machine's Retry), not for a Lambda to sleep through: pause() says no.
+                if not self._retry.pause(
+                    attempt,
+                    url=self.base_url + path,  # the signed fields are never part of it
+                    reason=exc,
+                    retry_after=retry_after,
+                    sleep=self._sleep,
+                ):
                     raise
-                delay = self._retry.delay(attempt, retry_after)
-                observability.retrying("polyv", exc.name, attempt, delay)
-                self._sleep(delay)
 
     def _attempt(self, method: str, path: str, params: Mapping[str, object]) -> Any:
         fields = signed_params(

@@ -1,82 +1,210 @@
 """Which download URLs the transfer may fetch: everything else is refused before a connection is made.
 
-``POLYV_DOWNLOAD_ALLOW`` is a comma-separated list. An entry is either a host pattern (``*.videocc.net``),
-which admits HTTPS on the default port only, or a full origin (``http://127.0.0.1:8090``), admitted exactly;
-the latter is how the local stack and tests allow their plain-HTTP loopback servers.
+``POLYV_DOWNLOAD_ALLOW`` is a comma-separated list. An entry is either a host pattern (``*.videocc.net``,
+``dl.example.com``), which admits HTTPS on the default port only, or a full HTTPS origin
+(``https://dl.example.com:8443``), admitted exactly. Entries that would open the function to everything
+(``*``, ``*.net``) or to the machine's own network (loopback, private, link-local and metadata addresses,
+``localhost``, ``*.internal``), and plain-HTTP origins, are refused; the one exception is an explicit
+``http://127.0.0.1:PORT`` origin, which is how the local stack and tests allow their loopback servers.
+
+A URL is read once, here, by a deliberately strict parser (:func:`parse_download_url`), and the transfer
+connects to exactly the scheme, host and port it returns (``urllib3``'s ``connection_from_host``): no other
+parser ever reads the URL's authority. Anything two parsers could read differently is refused rather than
+interpreted: backslashes, userinfo (``@``), whitespace and control or non-ASCII characters, ``%`` in the
+host, a ``?`` or ``#`` before the path, fragments, empty or non-decimal ports, numeric hosts other than a
+dotted quad in canonical form (``127.1``, ``0x7f.0.0.1``, ``2130706433``, ``0177.0.0.1``), IPv6 literals
+and trailing dots.
 """
 
 from __future__ import annotations
 
-import fnmatch
+import ipaddress
 import os
+import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from polyv_retriever.errors import DownloadNotAllowed, InvalidInput
 
 #: Polyv's download CDN hosts (video-dl-2.videocc.net in Polyv's own example).
 DEFAULT_ALLOW = "*.videocc.net,*.polyv.net"
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_NUMERIC_LABEL = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)$")
+_PORT = re.compile(r"^[1-9][0-9]{0,4}$")
+#: Names that reach the machine or its cloud's internal services, whatever DNS says elsewhere.
+_INTERNAL_NAMES = ("localhost", "localhost.localdomain", "instance-data", "metadata")
+_INTERNAL_SUFFIXES = (".localhost", ".local", ".internal", ".localdomain")
+
 
 @dataclass(frozen=True)
-class _Origin:
+class DownloadTarget:
+    """A download URL as the transfer reads it: connect to ``scheme://host:port``, send ``target``."""
+
     scheme: str
-    host: str
+    host: str  # lower case; a DNS name or a dotted-quad IPv4 address
     port: int
+    target: str  # the request target: the path and the query, as given (the query is the credential)
+
+    @property
+    def origin(self) -> str:
+        """What may be logged or shown: never the path's query."""
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+    @property
+    def path(self) -> str:
+        return self.target.partition("?")[0]
+
+    def redacted(self) -> str:
+        """The URL without its query string: safe for logs and errors."""
+        return self.origin + self.path
 
 
-def _origin(url: str) -> _Origin:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise DownloadNotAllowed(f"not an http(s) URL: {parts.scheme or '?'}://{parts.hostname or '?'}")
-    if parts.username or parts.password:
-        raise DownloadNotAllowed(f"URL with credentials refused: host {parts.hostname}")
+def _refuse(reason: str) -> DownloadNotAllowed:
+    return DownloadNotAllowed(f"download URL refused: {reason}")
+
+
+def _host(authority_host: str) -> str:
+    """A DNS name of letters, digits and hyphens, or a canonical dotted quad; anything else is refused."""
+    if not authority_host:
+        raise _refuse("no host")
+    if authority_host.endswith("."):
+        raise _refuse(f"the host {authority_host!r} ends in a dot")
+    host = authority_host.lower()
+    labels = host.split(".")
+    if _NUMERIC_LABEL.fullmatch(labels[-1]):
+        # WHATWG and some resolvers read a numeric last label as an IPv4 address in any of several forms;
+        # only the one form every parser agrees on is taken.
+        try:
+            address = ipaddress.IPv4Address(host)
+        except ValueError:
+            raise _refuse(f"the host {authority_host!r} is a non-canonical IPv4 address") from None
+        if str(address) != host:
+            raise _refuse(f"the host {authority_host!r} is a non-canonical IPv4 address")
+        return host
+    if len(host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise _refuse(f"the host {authority_host!r} is not a plain DNS name")
+    return host
+
+
+def parse_download_url(url: str) -> DownloadTarget:
+    """Read ``url`` strictly (see the module's docstring); raise :class:`DownloadNotAllowed` naming the
+    problem, never the query string."""
+    if not isinstance(url, str):
+        raise _refuse("not a string")
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in _DEFAULT_PORTS:
+        raise DownloadNotAllowed(f"not an http(s) URL: {scheme[:10] if sep else '?'}://")
+    # Checked over the whole URL: a character that one parser drops or treats as a delimiter and another
+    # does not is how the host gets read two ways.
+    for char in url:
+        if not "\x21" <= char <= "\x7e":
+            raise _refuse(f"character {char!r} (whitespace, control or non-ASCII) in the URL")
+    if "\\" in url:
+        raise _refuse("backslash in the URL")
+    if "#" in url:
+        raise _refuse("fragment ('#') in the URL")
+    slash = rest.find("/")
+    authority, target = (rest, "/") if slash < 0 else (rest[:slash], rest[slash:])
+    for char, what in (("@", "userinfo ('@')"), ("?", "'?'"), ("%", "percent-encoding")):
+        if char in authority:
+            raise _refuse(f"{what} in the URL's host part")
+    if "[" in authority or "]" in authority:
+        raise _refuse("IPv6 literal hosts are not accepted")
+    host_part, colon, port_text = authority.rpartition(":") if ":" in authority else (authority, "", "")
+    if colon:
+        if not _PORT.fullmatch(port_text) or int(port_text) > 65535:
+            raise _refuse(f"invalid port {port_text[:8]!r}")
+        port = int(port_text)
+    else:
+        port = _DEFAULT_PORTS[scheme]
+    return DownloadTarget(scheme, _host(host_part), port, target)
+
+
+def _is_internal(host: str) -> bool:
+    """Loopback, private, link-local (the metadata service), reserved addresses and internal names."""
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return not ipaddress.IPv4Address(host).is_global
     except ValueError:
-        raise DownloadNotAllowed(f"URL with an invalid port: host {parts.hostname}") from None
-    return _Origin(parts.scheme, parts.hostname.lower().rstrip("."), port)
+        return host in _INTERNAL_NAMES or host.endswith(_INTERNAL_SUFFIXES)
 
 
 class DownloadAllowList:
     def __init__(self, spec: str) -> None:
         self.spec = spec
-        self._patterns: list[str] = []
-        self._origins: list[_Origin] = []
+        self._patterns: list[str] = []  # exact names, or "*." + a domain of at least two labels
+        self._origins: set[tuple[str, str, int]] = set()
         for raw in (e.strip() for e in spec.split(",")):
-            if not raw:
-                continue
-            if "://" in raw:
-                try:
-                    self._origins.append(_origin(raw))
-                except DownloadNotAllowed as exc:
-                    raise InvalidInput(
-                        f"POLYV_DOWNLOAD_ALLOW entry {raw!r} is not an origin: {exc}"
-                    ) from None
-            elif "/" in raw or ":" in raw:
-                raise InvalidInput(f"POLYV_DOWNLOAD_ALLOW entry {raw!r}: use a host pattern or a full origin")
-            else:
-                self._patterns.append(raw.lower())
+            if raw:
+                self._add(raw)
         if not self._patterns and not self._origins:
             raise InvalidInput("POLYV_DOWNLOAD_ALLOW is empty: nothing could be downloaded")
+
+    def _add(self, raw: str) -> None:
+        def bad(reason: str) -> InvalidInput:
+            return InvalidInput(f"POLYV_DOWNLOAD_ALLOW entry {raw!r}: {reason}")
+
+        if "://" in raw:
+            try:
+                origin = parse_download_url(raw)
+            except DownloadNotAllowed as exc:
+                raise bad(f"not an origin ({exc})") from None
+            if origin.target != "/" or raw.endswith("/"):
+                raise bad("an origin is scheme://host:port, without a path")
+            loopback = origin.scheme == "http" and origin.host == "127.0.0.1" and raw.count(":") == 2
+            if _is_internal(origin.host) and not loopback:
+                raise bad(
+                    "names a loopback, private, link-local or metadata address; only an explicit "
+                    "http://127.0.0.1:PORT origin (the local stack's) is accepted"
+                )
+            if origin.scheme == "http" and not loopback:
+                raise bad("plain HTTP is accepted only for an explicit http://127.0.0.1:PORT origin")
+            self._origins.add((origin.scheme, origin.host, origin.port))
+            return
+        wildcard = raw.startswith("*.")
+        name = raw[2:] if wildcard else raw
+        if "*" in name or (wildcard and name.count(".") < 1):
+            raise bad("a wildcard is allowed only as '*.' before a domain of at least two labels")
+        try:
+            host = _host(name)
+        except DownloadNotAllowed as exc:
+            raise bad(f"use a host pattern or a full origin ({exc})") from None
+        if _is_internal(host):
+            raise bad("names a loopback, private, link-local or metadata address or an internal name")
+        self._patterns.append(("*." if wildcard else "") + host)
 
     @classmethod
     def from_env(cls) -> DownloadAllowList:
         return cls(os.environ.get("POLYV_DOWNLOAD_ALLOW") or DEFAULT_ALLOW)
 
-    def check(self, url: str) -> None:
-        """Raise :class:`DownloadNotAllowed` unless ``url`` may be fetched. The message never has the query
-        string: for a signed URL that is the credential."""
-        origin = _origin(url)
-        if origin in self._origins:
-            return
+    def check(self, url: str) -> DownloadTarget:
+        """The target to connect to, exactly, if ``url`` may be fetched; else :class:`DownloadNotAllowed`.
+        The message never has the query string: for a signed URL that is the credential."""
+        target = parse_download_url(url)
+        if (target.scheme, target.host, target.port) in self._origins:
+            return target
         if (
-            origin.scheme == "https"
-            and origin.port == 443
-            and any(fnmatch.fnmatchcase(origin.host, pattern) for pattern in self._patterns)
+            target.scheme == "https"
+            and target.port == 443
+            and any(_matches(pattern, target.host) for pattern in self._patterns)
         ):
-            return
+            return target
         raise DownloadNotAllowed(
-            f"download from {origin.scheme}://{origin.host}:{origin.port} is not allowed "
-            f"(POLYV_DOWNLOAD_ALLOW={self.spec})"
+            f"download from {target.origin} is not allowed (POLYV_DOWNLOAD_ALLOW={self.spec})"
         )
+
+
+def _matches(pattern: str, host: str) -> bool:
+    """``*.example.com`` admits any name under example.com (not example.com itself, never an address)."""
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:]) and not _is_ip(host)
+    return host == pattern
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        return False
+    return True

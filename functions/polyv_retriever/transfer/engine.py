@@ -6,6 +6,8 @@ How it goes:
    S3 and the journal say: :func:`polyv_retriever.transfer.resume.decide`. An empty file is one PutObject.
 2. With Range, N workers each fetch one part by a ranged GET and upload it with its CRC32 (S3 verifies each
    part): downloads and uploads of different parts overlap, and memory is N parts whatever the file size.
+   N adapts (transfer/parallelism.py): a few connections first, more while the total rate still grows, up
+   to the memory budget's number of parts.
    Without Range, one stream feeds a bounded queue of parts to the uploaders.
 3. When the invocation's time runs low, workers stop between parts and a :class:`Continuation` is returned;
    the next invocation lists the parts S3 already has and does only the rest. A journal object lets an
@@ -18,6 +20,7 @@ How it goes:
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import threading
@@ -27,25 +30,31 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from polyv_retriever.errors import IntegrityError, SourceChanged
+from polyv_retriever.errors import IntegrityError, SourceChanged, SourceUnavailable, TransferInterrupted
 from polyv_retriever.observability import carry_context
-from polyv_retriever.transfer import checksums, resume
+from polyv_retriever.transfer import checksums, parallelism, resume
 from polyv_retriever.transfer.resume import Continuation, JournalRecord
 from polyv_retriever.transfer.s3_multipart import S3Destination, UploadedPart
-from polyv_retriever.transfer.source import HttpSource, SourceInfo
+from polyv_retriever.transfer.source import Ahead, HttpSource, SourceInfo
 
 MiB = 1024 * 1024
 S3_MIN_PART = 5 * MiB
 S3_MAX_PART = 5 * 1024 * MiB
 S3_MAX_PARTS = 10_000
+#: A first byte slower than this (the probe's) is worth asking for each next part ahead; on a fast path
+#: (loopback, a CDN nearby) the extra connections would cost more than they save.
+ASK_AHEAD_FIRST_BYTE_SECONDS = 0.02
 
 
 @dataclass(frozen=True)
 class TransferSettings:
     #: Bytes of part buffers in flight at once; the default leaves room in a 1,024 MB Lambda.
-    memory_budget: int = 128 * MiB
+    memory_budget: int = 192 * MiB
     min_part_size: int = 8 * MiB
-    max_workers: int = 8
+    #: Connections (parts in flight) at most; the budget may allow fewer. See transfer/parallelism.py.
+    max_workers: int = 32
+    #: Connections at the start, before the controller has measured whether more pay.
+    start_workers: int = 8
     #: Seconds kept in hand at the end of an invocation, beyond the slowest part seen so far.
     time_reserve_seconds: float = 20.0
     #: How S3 records the object's CRC32: FULL_OBJECT (the whole file's) or COMPOSITE (see s3_multipart).
@@ -55,9 +64,10 @@ class TransferSettings:
     def from_env(cls) -> TransferSettings:
         env = os.environ
         return cls(
-            memory_budget=int(env.get("TRANSFER_MEMORY_BUDGET_MB", "128")) * MiB,
+            memory_budget=int(env.get("TRANSFER_MEMORY_BUDGET_MB", "192")) * MiB,
             min_part_size=int(env.get("TRANSFER_MIN_PART_MB", "8")) * MiB,
-            max_workers=int(env.get("TRANSFER_MAX_WORKERS", "8")),
+            max_workers=int(env.get("TRANSFER_MAX_WORKERS", "32")),
+            start_workers=int(env.get("TRANSFER_START_WORKERS", "8")),
             time_reserve_seconds=float(env.get("TRANSFER_TIME_RESERVE_SECONDS", "20")),
             checksum_type=env.get("TRANSFER_CHECKSUM_TYPE", "FULL_OBJECT"),
         )
@@ -124,9 +134,17 @@ class _Run:
     bytes: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     stop: threading.Event = field(default_factory=threading.Event)
+    cancel: threading.Event | None = None
+    keep_on_cancel: bool = False
 
     def may_start_part(self) -> bool:
         if self.stop.is_set():
+            return False
+        if self.cancel is not None and self.cancel.is_set():
+            # Kept: hand over as when time runs out (the parts read so far are still uploaded, the journal
+            # written). Not kept: stop as on a failure; the upload is aborted once the workers are done.
+            self.stopped_for_time = self.keep_on_cancel
+            self.stop.set()
             return False
         with self.lock:
             # Each invocation moves at least one round of parts, so a chain of continuations always ends.
@@ -167,9 +185,16 @@ class TransferEngine:
         metadata: dict[str, str],
         continuation: Continuation | None = None,
         time_left: Callable[[], float] | None = None,
+        cancel: threading.Event | None = None,
+        keep_on_cancel: bool = False,
     ) -> TransferResult:
         """``metadata`` names the source (vid, task); an existing object whose metadata, size and full CRC
-        match is not copied again. ``time_left`` is the seconds this invocation may still run."""
+        match is not copied again. ``time_left`` is the seconds this invocation may still run.
+
+        ``cancel`` (the CLI's Ctrl-C) stops the workers between parts; then the upload is aborted and its
+        journal deleted (:class:`TransferInterrupted`), or with ``keep_on_cancel`` kept and journalled as
+        for a continuation, so that running the copy again resumes it. Once completion has begun it
+        finishes: the object is then whole and verified."""
         began = time.monotonic()
         info = source.probe()
         the_plan = plan(info.size, self.settings, info.ranged)
@@ -193,6 +218,10 @@ class TransferEngine:
             return result
 
         resumed = decision if isinstance(decision, resume.Resume) else None
+        if cancel is not None and cancel.is_set() and resumed is None:
+            # Nothing to undo yet. (An upload being resumed is stopped inside its context below, which
+            # aborts it, or keeps it, as asked.)
+            raise TransferInterrupted("stopped before anything was uploaded")
         with dest.upload(
             metadata, info.content_type, resume=resumed.upload_id if resumed else None
         ) as upload_id:
@@ -211,17 +240,23 @@ class TransferEngine:
                 self.settings.time_reserve_seconds,
                 journal_writer,
                 uploaded=done,
+                cancel=cancel,
+                keep_on_cancel=keep_on_cancel,
             )
             todo = [n for n in range(1, the_plan.part_count + 1) if n not in done]
-            if info.ranged:
-                self._ranged(source, dest, run, todo)
-            else:
+            workers = the_plan.workers
+            if info.ranged and todo:
+                workers = self._ranged(source, dest, run, todo)
+            elif todo:
                 self._streamed(source, dest, run, todo)
             if run.error is not None:
                 raise run.error
-            result.bytes_transferred, result.workers = run.bytes, the_plan.workers
+            interrupted = cancel is not None and cancel.is_set()
+            if interrupted and not keep_on_cancel:
+                raise TransferInterrupted(f"stopped after {len(run.uploaded)} of {the_plan.part_count} parts")
+            result.bytes_transferred, result.workers = run.bytes, workers
             result.url_refreshes = source.refreshes
-            if run.stopped_for_time and len(run.uploaded) < the_plan.part_count:
+            if interrupted or (run.stopped_for_time and len(run.uploaded) < the_plan.part_count):
                 journal_writer.write()
                 result.continuation = journal_writer.continuation
                 result.seconds = time.monotonic() - began
@@ -272,29 +307,103 @@ class TransferEngine:
         if self._on_progress:
             self._on_progress(len(data), run.plan.size)
 
-    def _fetch_and_upload(self, source: HttpSource, dest: S3Destination, run: _Run, number: int) -> None:
+    def _fetch_and_upload(
+        self,
+        source: HttpSource,
+        dest: S3Destination,
+        run: _Run,
+        number: int,
+        *,
+        buffers: _Buffers,
+        tail: _Tail,
+        ahead: Ahead | None = None,
+    ) -> None:
         # A function of its own so the part's buffer is released on return: a loop variable would keep it
         # alive while the next part downloads, doubling the memory per worker.
         began = time.monotonic()
-        self._upload(dest, run, number, source.read_range(*run.plan.bounds(number)), began)
+        start, end = run.plan.bounds(number)
+        pooled = end - start == run.plan.part_size
+        if not pooled:  # the last part, shorter: a buffer of its own, in place of one the pool lets go
+            buffers.retire()
+        buffer = buffers.take() if pooled else bytearray(end - start)
+        try:
+            with memoryview(buffer) as view:
+                fetch = tail.reading(start, view)
+                try:
+                    source.read_into(start, view, fetch.claim, ahead)
+                finally:
+                    tail.done(fetch)  # waits for its helpers: none may write into a buffer given back
+                fetch.raise_for_helpers()
+            self._upload(dest, run, number, buffer, began)
+        finally:
+            if pooled:
+                buffers.give(buffer)
 
-    def _ranged(self, source: HttpSource, dest: S3Destination, run: _Run, todo: list[int]) -> None:
+    def _ranged(self, source: HttpSource, dest: S3Destination, run: _Run, todo: list[int]) -> int:
+        """Parts by ranged GETs, on as many connections as the controller finds worth it; returns the most
+        connections used at once."""
         numbers: Iterator[int] = iter(todo)
         take = threading.Lock()
+        controller = parallelism.Controller(self.settings.start_workers, min(run.plan.workers, len(todo)))
+        buffers = _Buffers(run.plan.part_size)
+        tail = _Tail()
 
-        def worker() -> None:
-            while run.may_start_part():
-                with take:
-                    number = next(numbers, None)
-                if number is None:
-                    return
-                try:
-                    self._fetch_and_upload(source, dest, run, number)
-                except BaseException as exc:
-                    run.fail(exc)
-                    return
+        # Where the first byte takes long, each worker asks for its next part while reading the current one.
+        ask_ahead = source.first_byte_seconds >= ASK_AHEAD_FIRST_BYTE_SECONDS
 
-        _run_threads(worker, run.plan.workers)
+        def next_number() -> int | None:
+            with take:
+                return next(numbers, None)
+
+        def worker(index: int) -> None:
+            following: tuple[int, Ahead] | None = None
+            try:
+                while True:
+                    if following is not None:
+                        (number, ahead), following = following, None
+                        if run.stop.is_set():
+                            ahead.discard()
+                            return
+                    # A worker above the target (the controller stepped back) leaves between parts.
+                    elif index < controller.target and run.may_start_part():
+                        number_or_none, ahead = next_number(), None
+                        if number_or_none is None:
+                            # No part left to start: help finish the parts still downloading, then leave.
+                            while not run.stop.is_set() and tail.help(source):
+                                pass
+                            return
+                        number = number_or_none
+                    else:
+                        return
+                    if ask_ahead and index < controller.target and run.may_start_part():
+                        after = next_number()
+                        if after is not None:
+                            following = (after, source.open_ahead(*run.plan.bounds(after)))
+                    self._fetch_and_upload(source, dest, run, number, buffers=buffers, tail=tail, ahead=ahead)
+            except BaseException as exc:
+                run.fail(exc)
+            finally:
+                if following is not None:
+                    following[1].discard()
+
+        threads: list[threading.Thread] = []
+
+        def grow() -> None:
+            while len(threads) < controller.target:
+                index = len(threads)
+                # carry_context: the worker's log lines and metrics belong to this invocation.
+                thread = threading.Thread(
+                    target=carry_context(functools.partial(worker, index)),
+                    name=f"transfer-{index}",
+                    daemon=True,
+                )
+                thread.start()
+                threads.append(thread)
+
+        _adapt(controller, source, threads, grow)
+        for thread in threads:
+            thread.join()
+        return len(threads)
 
     def _streamed(self, source: HttpSource, dest: S3Destination, run: _Run, todo: list[int]) -> None:
         if not todo:
@@ -396,6 +505,125 @@ class TransferEngine:
         dest.forget()
 
 
+class _Tail:
+    """The end of a transfer, shared: a connection with no part left to start takes the second half of
+    what remains of the part with the most left, and the owner of that part stops reading where it begins.
+
+    Without it, the last parts each finish at one connection's rate while the others sit idle: on the long
+    path (4 MiB/s a connection), the last 8 MiB part alone took 2 s at the end of a 10 s copy. Halving the
+    longest remainder again and again ends every part at about the same time. Nothing but the download is
+    shared: the owner waits for its helpers, then uploads its part whole, so parts, their sizes and the
+    memory in use are as before.
+    """
+
+    #: Less than this left is not worth another request (its first byte alone: 200 ms on a long path).
+    MIN_SHARE = 2 * MiB
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reading: list[_Fetch] = []
+
+    def reading(self, start: int, view: memoryview) -> _Fetch:
+        fetch = _Fetch(self._lock, start, view)
+        with self._lock:
+            self._reading.append(fetch)
+        return fetch
+
+    def done(self, fetch: _Fetch) -> None:
+        """No helper joins the part from here on; returns once those that did have finished."""
+        with self._lock:
+            self._reading.remove(fetch)
+        for helper in fetch.helpers:
+            helper.finished.wait()
+
+    def help(self, source: HttpSource) -> bool:
+        """Take half of the longest remainder and read it; False when none is worth sharing."""
+        with self._lock:
+            fetch = max(self._reading, key=lambda f: f.limit - f.reading_to, default=None)
+            if fetch is None or fetch.limit - fetch.reading_to < self.MIN_SHARE:
+                return False
+            cut = fetch.reading_to + (fetch.limit - fetch.reading_to) // 2
+            helper = _Helper(cut, fetch.limit)
+            fetch.limit = cut
+            fetch.helpers.append(helper)
+        try:
+            with fetch.view[helper.start - fetch.start : helper.end - fetch.start] as piece:
+                source.read_into(helper.start, piece)
+        except BaseException as exc:
+            helper.error = exc
+            raise
+        finally:
+            helper.finished.set()
+        return True
+
+
+@dataclass
+class _Helper:
+    start: int
+    end: int
+    finished: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
+class _Fetch:
+    """One part being read by its owner: how far it may read (``limit``, which helpers move down) and how
+    far it has asked to (``reading_to``: a helper starts beyond it, never inside a slice being read)."""
+
+    def __init__(self, lock: threading.Lock, start: int, view: memoryview) -> None:
+        self._lock, self.start, self.view = lock, start, view
+        self.limit = start + len(view)
+        self.reading_to = start
+        self.helpers: list[_Helper] = []
+
+    def claim(self, read: int, wanted: int) -> int:
+        with self._lock:
+            allowed = max(0, min(wanted, self.limit - (self.start + read)))
+            self.reading_to = self.start + read + allowed
+            return allowed
+
+    def raise_for_helpers(self) -> None:
+        """After _Tail.done: a helper's failure is the part's (the helper's worker has failed the run)."""
+        for helper in self.helpers:
+            if helper.error is not None:
+                raise SourceUnavailable(f"a shared piece of the part failed: {helper.error}")
+
+
+class _Buffers:
+    """Part buffers, reused from part to part: at most one per worker ever exists.
+
+    A fresh 8 MiB bytearray for every part costs its zeroing and page faults, and with many threads it
+    costs memory: glibc serves large blocks from per-thread arenas once it has seen them freed, and keeps
+    what they free (measured: 24 workers with a 192 MiB budget peaked at 325 MiB RSS; reused, <TODO>).
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._free: list[bytearray] = []
+        self._retired = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bytearray:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return bytearray(self._size)
+
+    def retire(self) -> None:
+        """One buffer fewer from now on (a free one is let go; if none is free, the next one given back)."""
+        with self._lock:
+            if self._free:
+                self._free.pop()
+            else:
+                self._retired += 1
+
+    def give(self, buffer: bytearray) -> None:
+        with self._lock:
+            if self._retired:
+                self._retired -= 1
+            else:
+                self._free.append(buffer)
+
+
 class _Journal:
     """The upload's identity and every part's CRC, in S3 beside the upload (see S3Destination.remember).
 
@@ -455,6 +683,37 @@ def _start_threads(target: Callable[[], None], count: int) -> list[threading.Thr
     return threads
 
 
-def _run_threads(target: Callable[[], None], count: int) -> None:
-    for thread in _start_threads(target, count):
-        thread.join()
+def _adapt(
+    controller: parallelism.Controller,
+    source: HttpSource,
+    threads: list[threading.Thread],
+    grow: Callable[[], None],
+) -> None:
+    """Measure the rate window by window and let the controller set the number of workers, until it settles
+    (or the parts run out)."""
+    settle, measure = parallelism.window_seconds(source.first_byte_seconds)
+    before = source.received.total
+    grow()
+    # The first window opens with the first bytes: before them is the path's latency, not its rate.
+    first_bytes_by = time.monotonic() + settle + measure
+    while source.received.total == before and time.monotonic() < first_bytes_by:
+        if _wait_threads(threads, 0.02):
+            return
+    first = True
+    while not controller.settled:
+        if not first and _wait_threads(threads, settle):
+            return
+        first = False
+        mark = source.received.mark()
+        if _wait_threads(threads, measure):
+            return
+        controller.observe(source.received.rate_since(mark))
+        grow()
+
+
+def _wait_threads(threads: list[threading.Thread], seconds: float) -> bool:
+    """Wait up to ``seconds``; True as soon as every thread has ended."""
+    deadline = time.monotonic() + seconds
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return not any(thread.is_alive() for thread in threads)

@@ -1,6 +1,9 @@
 """The download side: one signed Polyv URL, probed once, then read by ranges (or as one stream).
 
-Every request is checked against the allow-list first, redirects included. A 403 means the signed URL
+Every request is checked against the allow-list first, redirects included, and goes to exactly the host,
+port and scheme the allow-list read from the URL (urllib3 is handed those, never the URL string to parse
+again). A redirect's body is read to its end or its connection dropped, never returned to the pool unread
+(the next request on that connection would read it as its own answer). A 403 means the signed URL
 expired: the URL provider is asked for a fresh one (the Lambda re-queries the task) and the read goes on.
 A response that disagrees with the probe (another size, ETag or, without an ETag, Last-Modified) means the
 source changed under us.
@@ -8,7 +11,8 @@ source changed under us.
 
 from __future__ import annotations
 
-import random
+import http.client
+import logging
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -18,14 +22,28 @@ from urllib.parse import urljoin
 
 import urllib3
 
-from polyv_retriever.errors import SourceChanged, SourceExpired, SourceUnavailable
-from polyv_retriever.observability import retrying
-from polyv_retriever.transfer.allowlist import DownloadAllowList
+from polyv_retriever.errors import DownloadNotAllowed, SourceChanged, SourceExpired, SourceUnavailable
+from polyv_retriever.observability import carry_context
+from polyv_retriever.retry import Backoff
+from polyv_retriever.transfer.allowlist import DownloadAllowList, DownloadTarget
+from polyv_retriever.transfer.parallelism import RateMeter
+
+logger = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 3
 _READ_SLICE = 256 * 1024
+_COUNT_SLICE = 1024 * 1024
 T = TypeVar("T")
+#: ``claim(read, wanted) -> allowed``: see HttpSource.read_into.
+Claim = Callable[[int, int], int]
 _READ_TIMEOUT = 60.0
+#: A body we do not want (a redirect's, an error page) is read to its end when it is at most this long, so
+#: that its connection can carry the next request; a longer one (or one of unknown length) is dropped with
+#: its connection, which costs less than reading it.
+_DRAIN_LIMIT = 64 * 1024
+_REDIRECTS = (301, 302, 303, 307, 308)
+#: Per request: a part, the probe, or the opening of a stream.
+PART_RETRY = Backoff(attempts=5, base_seconds=0.25, cap_seconds=8.0)
 
 
 @dataclass(frozen=True)
@@ -39,34 +57,29 @@ class SourceInfo:
     last_modified: str | None = None
 
 
-@dataclass(frozen=True)
-class PartRetry:
-    attempts: int = 5
-    base_seconds: float = 0.25
-    cap_seconds: float = 8.0
-
-    def delay(self, attempt: int) -> float:
-        return random.uniform(0, min(self.cap_seconds, self.base_seconds * 2**attempt))
-
-
 class HttpSource:
     def __init__(
         self,
         url_provider: Callable[[], str],
         allowlist: DownloadAllowList,
         pool: urllib3.PoolManager,
-        retry: PartRetry | None = None,
+        retry: Backoff | None = None,
     ) -> None:
         self._url_provider = url_provider
         self._allowlist = allowlist
         self._pool = pool
-        self._retry = retry or PartRetry()
+        self._retry = retry or PART_RETRY
         self._lock = threading.Lock()
         self._url = url_provider()
         self._url_generation = 0
         self.refreshes = 0
         self.info: SourceInfo | None = None
-        allowlist.check(self._url)  # refuse before the first connection, not at the first read
+        #: Body bytes of ranged reads, counted as they arrive: what the parallelism controller measures.
+        self.received = RateMeter()
+        #: Seconds the probe waited for its answer (connection and first byte): the path's latency.
+        self.first_byte_seconds = 0.0
+        # Refused before the first connection, not at the first read.
+        self._target: DownloadTarget = allowlist.check(self._url)
 
     @property
     def current_url(self) -> str:
@@ -75,34 +88,43 @@ class HttpSource:
 
     # --- requests ------------------------------------------------------------------------------------------
 
+    @property
+    def redacted_url(self) -> str:
+        """The URL in use without its query: what logs and errors may name."""
+        return self._target.redacted()
+
     def _open(self, headers: dict[str, str]) -> urllib3.BaseHTTPResponse:
         """GET the current URL, following allow-listed redirects. Returns an unread response."""
         with self._lock:
-            url = self._url
+            url, target = self._url, self._target
         for _ in range(MAX_REDIRECTS + 1):
-            self._allowlist.check(url)
             try:
-                response = self._pool.request(
+                # The pool for exactly the checked scheme, host and port; the request target is sent as is.
+                connection = self._pool.connection_from_host(target.host, target.port, target.scheme)
+                response = connection.urlopen(
                     "GET",
-                    url,
+                    target.target,
                     headers=headers,
                     preload_content=False,
                     redirect=False,
                     retries=False,
+                    assert_same_host=False,
                     timeout=urllib3.Timeout(connect=10.0, read=_READ_TIMEOUT),
                 )
             except urllib3.exceptions.HTTPError as exc:
                 raise SourceUnavailable(f"download connection failed: {type(exc).__name__}") from None
-            if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
-                response.release_conn()
-                url = urljoin(url, response.headers["Location"])
+            if response.status in _REDIRECTS and response.headers.get("Location"):
+                location = response.headers["Location"]
+                _finish_unwanted(response)
+                url = _redirect_url(url, location)
+                target = self._allowlist.check(url)
                 continue
             if response.status == 403:
-                response.drain_conn()
+                _finish_unwanted(response)
                 raise SourceExpired("the download URL answered 403 (expired)")
             # 416 is an answer, not a failure: the caller knows what its range meant (see probe).
             if response.status not in (200, 206, 416):  # 5xx, 429, anything unexpected: worth another try
-                response.drain_conn()
+                _finish_unwanted(response)
                 raise SourceUnavailable(f"the download server answered HTTP {response.status}")
             return response
         raise SourceUnavailable("too many redirects")
@@ -113,8 +135,8 @@ class HttpSource:
             if generation != self._url_generation:
                 return
             url = self._url_provider()
-            self._allowlist.check(url)
-            self._url, self._url_generation = url, self._url_generation + 1
+            target = self._allowlist.check(url)
+            self._url, self._target, self._url_generation = url, target, self._url_generation + 1
             self.refreshes += 1
 
     def _with_retries(self, attempt_once: Callable[[], T]) -> T:
@@ -130,14 +152,12 @@ class HttpSource:
                 refreshed_for_this_read += 1
                 if refreshed_for_this_read > 2:
                     raise
+                logger.warning("the download URL %s expired (403): asking for a fresh one", self.redacted_url)
                 self._refresh(generation)
-            except SourceUnavailable:
+            except SourceUnavailable as exc:
                 attempt += 1
-                if attempt >= self._retry.attempts:
+                if not self._retry.pause(attempt, url=self.redacted_url, reason=exc):
                     raise
-                delay = self._retry.delay(attempt)
-                retrying("download", SourceUnavailable.__name__, attempt, delay)
-                time.sleep(delay)
 
     # --- the public reads --------------------------------------------------------------------------------
 
@@ -148,7 +168,9 @@ class HttpSource:
         does, no size at all), with an empty 200, or by ignoring Range: each is an empty source."""
 
         def once() -> SourceInfo:
+            asked = time.monotonic()
             response = self._open({"Range": "bytes=0-0"})
+            self.first_byte_seconds = time.monotonic() - asked
             if response.status == 416:
                 total = _range_total(response)
                 response.drain_conn()
@@ -185,13 +207,50 @@ class HttpSource:
             None if etag else response.headers.get("Last-Modified") or None,
         )
 
-    def read_range(self, start: int, end: int) -> bytearray:
-        """Bytes [start, end), exactly, into one preallocated buffer (no intermediate copies)."""
-        info = self._require_info()
-        asked = f"bytes {start}-{end - 1}/{info.size}"
+    def read_range(self, start: int, end: int, into: bytearray | None = None) -> bytearray:
+        """Bytes [start, end), exactly, into one preallocated buffer (no intermediate copies): ``into`` when
+        given (of exactly that length: the engine reuses part buffers), else a new one."""
+        buffer = into if into is not None and len(into) == end - start else bytearray(end - start)
+        with memoryview(buffer) as view:
+            self.read_into(start, view)
+        return buffer
 
-        def once() -> bytearray:
-            response = self._open({"Range": f"bytes={start}-{end - 1}"})
+    def open_ahead(self, start: int, end: int) -> Ahead:
+        """Ask for bytes [start, end) now, in the background, and read them later (``read_into(...,
+        ahead=...)``): on a path with a long first byte, the next range's answer is on its way while the
+        current one is still being read, instead of each range starting with a wait. A request that fails
+        here is only dropped: the read asks again, with the retry policy of every read."""
+        ahead = Ahead(start, end)
+
+        def send() -> None:
+            try:
+                ahead.response = self._open({"Range": f"bytes={start}-{end - 1}"})
+            except Exception:  # left to the read, which meets it again and handles it
+                ahead.response = None
+            finally:
+                ahead.sent.set()
+
+        threading.Thread(target=carry_context(send), name="open-ahead", daemon=True).start()
+        return ahead
+
+    def read_into(
+        self, start: int, view: memoryview, claim: Claim | None = None, ahead: Ahead | None = None
+    ) -> int:
+        """Bytes from ``start`` on into ``view``: all of it, or less if ``claim`` says stop; returns how many.
+
+        ``claim(read, wanted)`` is asked before each slice and answers how many of the ``wanted`` bytes may
+        be read now: the engine hands the end of a range to another connection while it is being read
+        (see engine._Tail), and the reader stops where the other takes over. ``ahead``: the request for
+        this very range, sent earlier by open_ahead."""
+        info = self._require_info()
+        end = start + len(view)
+        asked = f"bytes {start}-{end - 1}/{info.size}"
+        sent = [ahead.take() if ahead is not None and (ahead.start, ahead.end) == (start, end) else None]
+
+        def once() -> int:
+            response, sent[0] = sent[0], None  # the request sent ahead serves the first attempt only
+            if response is None:
+                response = self._open({"Range": f"bytes={start}-{end - 1}"})
             try:
                 self._check_identity(response, info)  # a size or validator that differs: SourceChanged
                 if response.status == 416:
@@ -204,12 +263,13 @@ class HttpSource:
                 # A 200 here is the whole file, and the whole file is exactly what was asked for.
                 if response.status == 206 and response.headers.get("Content-Range") != asked:
                     raise SourceChanged(f"asked for {asked}, got {response.headers.get('Content-Range')!r}")
-                data = _read_exactly(response, end - start)
+                filled = _read_exactly(response, view, self.received.add, claim)
             except BaseException:
                 _discard(response)
                 raise
-            response.release_conn()
-            return data
+            # Stopped short (the rest went to another connection): the unread body must not be reused.
+            response.release_conn() if filled == len(view) else _discard(response)
+            return filled
 
         return self._with_retries(once)
 
@@ -229,16 +289,17 @@ class HttpSource:
                 _skip(response, position)
                 while position < info.size:
                     want = min(chunk_size, info.size - position)
-                    piece = _read_exactly(response, want)
+                    piece = bytearray(want)
+                    with memoryview(piece) as view:
+                        _read_exactly(response, view)
                     position += want  # only once the bytes are in hand: a failed read is read again
                     yield piece
                     del piece  # released before the next part is read
                 complete = True
-            except SourceUnavailable:
+            except SourceUnavailable as exc:
                 broken += 1
-                if broken >= self._retry.attempts:
+                if not self._retry.pause(broken, url=self.redacted_url, reason=exc):
                     raise
-                time.sleep(self._retry.delay(broken))
             finally:
                 response.release_conn() if complete else _discard(response)
 
@@ -266,10 +327,51 @@ class HttpSource:
             raise SourceChanged(f"the source's size changed from {info.size} to {total} during the copy")
 
 
+class Ahead:
+    """A ranged request sent before its range is read (HttpSource.open_ahead)."""
+
+    def __init__(self, start: int, end: int) -> None:
+        self.start, self.end = start, end
+        self.response: urllib3.BaseHTTPResponse | None = None
+        self.sent = threading.Event()
+
+    def take(self) -> urllib3.BaseHTTPResponse | None:
+        """The response, once its headers are in (None if the request failed)."""
+        self.sent.wait()
+        response, self.response = self.response, None
+        return response
+
+    def discard(self) -> None:
+        """Not to be read after all: its connection is closed (the body is unread)."""
+        response = self.take()
+        if response is not None:
+            _discard(response)
+
+
 def _range_total(response: urllib3.BaseHTTPResponse) -> int | None:
     """The file's size from ``Content-Range: bytes a-b/SIZE`` (206) or ``bytes */SIZE`` (416)."""
     total = response.headers.get("Content-Range", "").rpartition("/")[2]
     return int(total) if total.isdigit() else None
+
+
+def _redirect_url(current: str, location: str) -> str:
+    """Where a redirect points, as an absolute URL for the allow-list to read. A Location with characters
+    that parsers strip or read differently (whitespace, controls, non-ASCII) is refused as it is, before
+    urljoin could quietly drop them."""
+    if not all("\x21" <= char <= "\x7e" for char in location):
+        raise DownloadNotAllowed("redirect refused: whitespace, control or non-ASCII characters in Location")
+    return urljoin(current, location)
+
+
+def _finish_unwanted(response: urllib3.BaseHTTPResponse) -> None:
+    """Done with a response whose body is not wanted: read a short body to its end so that its connection
+    goes back to the pool clean; drop the connection of a long or unknown-length one."""
+    remaining = response.length_remaining
+    if remaining is not None and remaining <= _DRAIN_LIMIT:
+        response.drain_conn()  # a read that fails closes the connection: it is not reused either way
+        response.release_conn()
+    else:
+        _discard(response)
 
 
 def _discard(response: urllib3.BaseHTTPResponse) -> None:
@@ -278,24 +380,43 @@ def _discard(response: urllib3.BaseHTTPResponse) -> None:
     response.release_conn()
 
 
-def _read_exactly(response: urllib3.BaseHTTPResponse, length: int) -> bytearray:
-    buffer = bytearray(length)
-    view = memoryview(buffer)
+def _read_exactly(
+    response: urllib3.BaseHTTPResponse,
+    view: memoryview,
+    counted: Callable[[int], None] | None = None,
+    claim: Claim | None = None,
+) -> int:
+    """The body into ``view``: all of it, or up to where ``claim`` stops it. Returns the bytes read.
+
+    The socket writes straight into the buffer: http.client's ``readinto`` is a loop of ``recv_into`` in
+    C. urllib3's own ``readinto`` reads into a temporary ``bytes`` and copies it (two copies and an
+    allocation per slice, 0.5 CPU s more per GiB), so it is used only where urllib3 must decode the body
+    (a Content-Encoding) or has no http.client response underneath. Slices of ``_COUNT_SLICE`` let
+    ``counted`` see the bytes as they arrive and ``claim`` move the end.
+    """
+    length = len(view)
+    raw = getattr(response, "_fp", None)
+    direct = isinstance(raw, http.client.HTTPResponse) and not response.headers.get("Content-Encoding")
     filled = 0
     try:
         while filled < length:
-            # Bounded slices: urllib3's readinto reads into a temporary as large as the slice it is given.
-            got = response.readinto(view[filled : filled + _READ_SLICE])
+            want = min(_COUNT_SLICE if direct else _READ_SLICE, length - filled)
+            if claim is not None:
+                want = claim(filled, want)
+                if want <= 0:
+                    break
+            with view[filled : filled + want] as piece:
+                got = raw.readinto(piece) if direct else response.readinto(piece)  # type: ignore[union-attr]
             if not got:
                 raise SourceUnavailable(f"the body ended after {filled} of {length} bytes")
             filled += got
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
+            if counted is not None:
+                counted(got)
+    except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
         raise SourceUnavailable(
             f"the download broke after {filled} of {length} bytes: {type(exc).__name__}"
         ) from None
-    finally:
-        view.release()
-    return buffer
+    return filled
 
 
 def _skip(response: urllib3.BaseHTTPResponse, count: int) -> None:
