@@ -9,6 +9,16 @@ from polyv_retriever.transfer import checksums
 from polyv_retriever.transfer.engine import S3_MAX_PARTS, S3_MIN_PART, MiB, TransferSettings, plan
 
 
+@pytest.mark.parametrize("length", [0, 1, 15, 16, 63, 64, 65, 4095, 65537, 8 * 1024 * 1024 + 3])
+def test_the_fast_crc32_is_zlibs_crc32(length: int) -> None:
+    """S3 checks what we send against its own CRC32: the accelerated one must be the very same function,
+    at every length its SIMD loops treat differently, and when continued from a previous value."""
+    data = random.Random(length).randbytes(length)
+    assert checksums.crc32(data) == zlib.crc32(data)
+    assert checksums.crc32(data, 0x12345678) == zlib.crc32(data, 0x12345678)
+    assert checksums.crc32(memoryview(bytearray(data))) == zlib.crc32(data)
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_combined_part_crcs_equal_the_crc_of_the_whole(seed: int) -> None:
     rng = random.Random(seed)

@@ -4,13 +4,21 @@ Parts are downloaded and uploaded out of order and in parallel, so the whole obj
 computed as one stream; zlib's ``crc32_combine`` (not exposed by Python) joins part CRCs instead. S3
 computes the same full-object CRC32 (ChecksumType FULL_OBJECT) and refuses to complete an upload whose CRC
 differs from the one we send: that compares what S3 assembled with what we read from the source.
+
+Every byte of a copy goes through ``crc32`` once. It is zlib-ng's (the same polynomial and results as the
+standard library's zlib, computed with SIMD folding on x86-64 and the CRC instructions on arm64): 0.02 CPU s
+per GiB instead of 0.29 with CPython's zlib 1.2 — on a Lambda's fraction of a core, the difference between
+the checksum being a fifth of the copy's CPU and next to nothing.
 """
 
 from __future__ import annotations
 
 import base64
 import functools
-import zlib
+
+from zlib_ng.zlib_ng import crc32
+
+__all__ = ["composite", "crc32", "crc32_combine", "from_s3", "to_s3"]
 
 _POLY = 0xEDB88320  # reflected: bit 31 is x^0, bit 0 is x^31
 _ONE = 1 << 31  # the polynomial 1 (x^0)
@@ -62,7 +70,7 @@ def crc32_combine(crc1: int, crc2: int, length2: int) -> int:
 def composite(part_crcs: list[int]) -> str:
     """S3's COMPOSITE multipart checksum: the CRC32 of the parts' CRC32s, with the part count."""
     joined = b"".join(crc.to_bytes(4, "big") for crc in part_crcs)
-    return f"{to_s3(zlib.crc32(joined))}-{len(part_crcs)}"
+    return f"{to_s3(crc32(joined))}-{len(part_crcs)}"
 
 
 def to_s3(crc: int) -> str:

@@ -25,7 +25,6 @@ import os
 import queue
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -298,7 +297,7 @@ class TransferEngine:
         expected = _part_length(run.plan, number)
         if len(data) != expected:
             raise IntegrityError(f"part {number} is {len(data)} bytes, expected {expected}")
-        part = dest.upload_part(run.upload_id, number, data, zlib.crc32(data))
+        part = dest.upload_part(run.upload_id, number, data, checksums.crc32(data))
         with run.lock:
             run.uploaded[number] = part
             run.bytes += len(data)
@@ -465,7 +464,7 @@ class TransferEngine:
                 again = next(pieces)
             finally:
                 pieces.close()  # the rest of the body is not wanted: its connection is dropped
-        if zlib.crc32(again) != run.uploaded[1].crc32:
+        if checksums.crc32(again) != run.uploaded[1].crc32:
             raise SourceChanged(
                 "the source changed during the copy: it sends no ETag, and its first part reads differently "
                 "now than when it was copied"

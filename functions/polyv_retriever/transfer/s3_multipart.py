@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, cast
@@ -150,7 +149,7 @@ class S3Destination:
         CRC32 given, as it does each part's. ChecksumAlgorithm too, so that S3 keeps the CRC32 and reports
         it on HEAD (moto keeps it only then), which the idempotent skip relies on.
         """
-        crc = checksums.to_s3(zlib.crc32(b""))
+        crc = checksums.to_s3(checksums.crc32(b""))
         try:
             self.s3.put_object(
                 Bucket=self.bucket,
