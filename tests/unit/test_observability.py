@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -224,3 +227,18 @@ def test_the_cores_standard_loggers_write_json_lines_with_the_same_keys() -> Non
         logger.registered_handler.setStream(previous)  # type: ignore[attr-defined]
     (line,) = [json.loads(text) for text in stream.getvalue().splitlines() if "retrying x" in text]
     assert (line["level"], line["taskId"], line["vid"], line["execution"]) == ("WARNING", TASK, "v-2", "e-2")
+
+
+@pytest.mark.parametrize("in_lambda", [False, True])
+def test_the_xray_sdk_is_loaded_only_where_traces_are_sent(in_lambda: bool) -> None:
+    """Outside Lambda (the CLI, the local stack) tracing is off and the X-Ray SDK is not even imported: its
+    recorder builds two botocore clients at import, a third of a CPU second on every `copy`."""
+    env = {k: v for k, v in os.environ.items() if k != "LAMBDA_TASK_ROOT"}
+    if in_lambda:
+        env["LAMBDA_TASK_ROOT"] = "/var/task"
+    probe = (
+        "import sys; import polyv_retriever.cli.main, polyv_retriever.handlers.transfer as t; "
+        "print('aws_xray_sdk.core' in sys.modules, t.observability.tracer is not None)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [str(in_lambda), str(in_lambda)]
