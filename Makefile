@@ -14,7 +14,9 @@ TOOLS := .tools
 UV := $(TOOLS)/uv/bin/uv
 SAM_STAMP := $(TOOLS)/sam/.installed
 # sam build runs functions/Makefile, which installs with uv: put the pinned one first on PATH.
-SAM := PATH="$(abspath $(TOOLS)/uv/bin):$$PATH" SAM_CLI_TELEMETRY=0 $(TOOLS)/sam/bin/sam
+# functions/Makefile compiles the package's bytecode with the Lambda runtime's Python: ours, if it is 3.13.
+SAM := PATH="$(abspath $(TOOLS)/uv/bin):$$PATH" SAM_CLI_TELEMETRY=0 LAMBDA_BYTECODE_PYTHON=$(PYTHON_FOR_VENV) \
+	$(TOOLS)/sam/bin/sam
 # functions/requirements.txt is the lock's runtime list without the CLI's terminal output (rich).
 EXPORT_LAMBDA := $(UV) export --frozen --no-dev --no-emit-project --prune rich --format requirements.txt -q
 COMPILE_TOOL := $(UV) pip compile -q --generate-hashes --universal --python-version 3.11

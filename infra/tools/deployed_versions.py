@@ -2,7 +2,8 @@
 
 Run with the test venv's Python after ``sam build``: ``python infra/tools/deployed_versions.py BUILD_DIR``.
 Exit 1, with one line per difference, if a function ships a distribution the test venv lacks or has in
-another version (the SAM CLI's own pins once gave the tests boto3 1.43 and the functions 1.44).
+another version (the SAM CLI's own pins once gave the tests boto3 1.43 and the functions 1.44), or
+a module without the bytecode the runtime's Python would otherwise compile at every cold start.
 """
 
 from __future__ import annotations
@@ -26,13 +27,39 @@ def built_distributions(function_dir: Path) -> dict[str, str]:
     return found
 
 
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+
+
+def runtime_bytecode_tag(template: Path = TEMPLATE) -> str:
+    """``cpython-313`` for ``Runtime: python3.13`` in the template's Globals."""
+    runtime = next(
+        line.split(":", 1)[1].strip() for line in template.read_text().splitlines() if "Runtime:" in line
+    )
+    return "cpython-" + runtime.removeprefix("python").replace(".", "")
+
+
+def modules_without_bytecode(function_dir: Path, tag: str) -> list[Path]:
+    """Every ``.py`` with no ``__pycache__/NAME.{tag}.pyc`` beside it: Lambda's read-only /var/task would
+    have it compiled from source at every cold start (functions/Makefile compiles them all)."""
+    return [
+        source
+        for source in function_dir.rglob("*.py")
+        if not (source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc").is_file()
+    ]
+
+
 def differences(build_dir: Path) -> tuple[list[str], int]:
     tested = {_canonical(d.metadata["Name"]): d.version for d in metadata.distributions()}
     problems, checked = [], 0
     functions = sorted(d for d in build_dir.iterdir() if d.is_dir() and (d / "polyv_retriever").is_dir())
     if not functions:
         problems.append(f"{build_dir}: no built function (run sam build first)")
+    tag = runtime_bytecode_tag()
     for function in functions:
+        if missing := modules_without_bytecode(function, tag):
+            problems.append(
+                f"{function.name}: {len(missing)} modules without {tag} bytecode, e.g. {missing[0]}"
+            )
         shipped = built_distributions(function)
         if not shipped:
             problems.append(f"{function.name}: ships no distribution at all")
@@ -56,7 +83,7 @@ def main(argv: list[str]) -> int:
     if problems:
         print("deployed-check: run `make lock` and `make install`, then build again", file=sys.stderr)
         return 1
-    print(f"deployed-check: {checked} shipped distributions, each the version the tests ran")
+    print(f"deployed-check: {checked} shipped distributions, each the version the tests ran, all compiled")
     return 0
 
 

@@ -57,3 +57,17 @@ def test_no_build_fails(tmp_path: Path) -> None:
     assert check(tmp_path / "missing").returncode == 1
     (tmp_path / "empty").mkdir()
     assert "no built function" in check(tmp_path / "empty").stderr
+
+
+def test_a_module_shipped_without_the_runtimes_bytecode_fails(tmp_path: Path) -> None:
+    """Lambda cannot write __pycache__ in /var/task: a module without its .pyc is compiled at every cold
+    start. The check names the bytecode the template's runtime needs (cpython-313 for python3.13)."""
+    build = fake_build(tmp_path, {"boto3": metadata.version("boto3")})
+    package = build / "TransferFunction" / "polyv_retriever"
+    (package / "engine.py").write_text("x = 1\n")
+    result = check(build)
+    assert result.returncode == 1
+    assert "1 modules without cpython-313 bytecode" in result.stderr
+    (package / "__pycache__").mkdir()
+    (package / "__pycache__" / "engine.cpython-313.pyc").write_bytes(b"")
+    assert check(build).returncode == 0
