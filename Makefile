@@ -31,8 +31,10 @@ $(UV): infra/tools/uv.txt
 	$(TOOLS)/uv/bin/python -m pip install --quiet --require-hashes --no-deps -r infra/tools/uv.txt 2>&1 | grep -v "is ignored" || true
 	$(UV) --version && touch $(UV)
 
+# --compile-bytecode: pip compiles on install, uv does not; where PYTHONDONTWRITEBYTECODE is set (this kind of
+# machine sets it) every process would otherwise compile boto3, botocore and moto from source again.
 $(STAMP): pyproject.toml uv.lock $(UV)
-	$(UV) sync --locked --quiet --extra local --python $(PYTHON_FOR_VENV)
+	$(UV) sync --locked --quiet --compile-bytecode --extra local --python $(PYTHON_FOR_VENV)
 	$(BIN)/python -c 'import polyv_retriever.local_stack, moto, statelint' # fail here, not later, if the install did
 	touch $(STAMP)
 
