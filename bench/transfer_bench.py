@@ -493,6 +493,12 @@ def compile_bytecode() -> None:
         )
 
 
+def prepare() -> None:
+    if not lambda_shape.available():
+        sys.exit("the benchmark needs root and cgroup v1's cpu and memory controllers (see lambda_shape.py)")
+    compile_bytecode()
+
+
 def _import_seconds(module: str, memory_mb: int, empty_cache: Path | None = None) -> float:
     """The module's cumulative import time (``python -X importtime``), in a Lambda-shaped group with the
     Lambda runtime's environment. With ``empty_cache`` (an empty PYTHONPYCACHEPREFIX) no bytecode is found:
@@ -571,8 +577,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.trials, args.path_size_mib, args.loopback_mib = 1, 256, 512
-    if not lambda_shape.available():
-        sys.exit("the benchmark needs root and cgroup v1's cpu and memory controllers (see lambda_shape.py)")
+    prepare()
     memory_mb = args.memory_mb or template_transfer_memory()
     version = subprocess.run([str(RCLONE), "version"], capture_output=True, text=True, check=True)
     conditions = (
@@ -581,7 +586,6 @@ def main() -> int:
         f"({lambda_shape.cores(memory_mb):.2f} of a core), {args.trials} trial(s)"
     )
     print(conditions)
-    compile_bytecode()
     report: list[str] = []
     failures: list[str] = []
     only = set(args.only.split(","))
