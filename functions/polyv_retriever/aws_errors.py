@@ -11,9 +11,12 @@ Every call site catches :data:`AWS_ERRORS`, handles the codes it expects (``NoSu
 
 from __future__ import annotations
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 
 from polyv_retriever.errors import OrchestrationError, StorageError
+
+#: What to do when the SDK found no credentials at all (the CLI's `status` says the same).
+AWS_CREDENTIALS_HINT = "configure AWS credentials: aws configure, AWS_PROFILE, or AWS_ACCESS_KEY_ID/SECRET"
 
 #: What an AWS SDK call can raise on its own: catch these around every call.
 AWS_ERRORS = (ClientError, BotoCoreError)
@@ -27,6 +30,8 @@ def error_code(exc: BaseException) -> str | None:
 
 
 def _describe(action: str, exc: BaseException) -> str:
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return f"{action} not sent: no AWS credentials found"
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         message = error.get("Message")
@@ -37,8 +42,13 @@ def _describe(action: str, exc: BaseException) -> str:
 
 def s3_error(action: str, exc: BaseException) -> StorageError:
     """``action`` names the call and what it was for, e.g. ``"PutObject (journal)"``; never a secret."""
-    return StorageError(_describe(f"S3 {action}", exc))
+    return StorageError(_describe(f"S3 {action}", exc), hint=_hint(exc))
 
 
 def sfn_error(action: str, exc: BaseException) -> OrchestrationError:
-    return OrchestrationError(_describe(f"Step Functions {action}", exc))
+    return OrchestrationError(_describe(f"Step Functions {action}", exc), hint=_hint(exc))
+
+
+def _hint(exc: BaseException) -> str | None:
+    """The credentials' hint where there were none; otherwise the error's own."""
+    return AWS_CREDENTIALS_HINT if isinstance(exc, NoCredentialsError | PartialCredentialsError) else None

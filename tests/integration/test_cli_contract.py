@@ -280,7 +280,7 @@ def test_copy_without_aws_credentials_exits_3(emulator: EmulatorServer, tmp_path
         "POLYV_DOWNLOAD_ALLOW": emulator.base_url,
     }
     result = cli("copy", str(url), "s3://some-bucket/v1.mp4", env=env)
-    assert_one_line(result, 3, "NoCredentialsError")
+    assert_one_line(result, 3, "no AWS credentials found", "aws configure")
 
 
 # --- run ----------------------------------------------------------------------------------------------------

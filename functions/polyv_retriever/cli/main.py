@@ -25,6 +25,7 @@ from botocore.exceptions import (
 )
 
 from polyv_retriever import errors
+from polyv_retriever.aws_errors import AWS_CREDENTIALS_HINT
 from polyv_retriever.cli import deployed
 from polyv_retriever.polyv import credentials
 from polyv_retriever.polyv.client import PolyvClient
@@ -102,7 +103,7 @@ def describe(error: Exception) -> tuple[str, str]:
         else:  # the SDK's own text can hold an endpoint URL; the class names the cause
             text = f"AWS request failed: {type(error).__name__}"
         if isinstance(error, NoCredentialsError | PartialCredentialsError):
-            text += f" ({credentials.AWS_CREDENTIALS_HINT})"
+            text += f" ({AWS_CREDENTIALS_HINT})"
         elif isinstance(error, NoRegionError):
             text += " (set AWS_DEFAULT_REGION, or a region in your AWS profile)"
         return "AwsError", text

@@ -14,6 +14,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
+from polyv_retriever.aws_errors import AWS_CREDENTIALS_HINT
 from polyv_retriever.errors import CredentialsError, InvalidInput, ParameterStoreUnavailable
 
 #: AWS error codes that mean "these AWS credentials may not do this" (or are not valid at all).
@@ -41,8 +42,6 @@ def aws_access_refused(exc: BaseException) -> bool:
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     return exc.response.get("Error", {}).get("Code") in AWS_ACCESS_CODES or status == 403
 
-
-AWS_CREDENTIALS_HINT = "configure AWS credentials: aws configure, AWS_PROFILE, or AWS_ACCESS_KEY_ID/SECRET"
 
 #: Lambda warm invocations reuse a decrypted parameter for this long before asking SSM again.
 SSM_CACHE_SECONDS = 300
