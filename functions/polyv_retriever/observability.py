@@ -156,12 +156,7 @@ def instrumented(function: str) -> Callable[[Handler], Handler]:
         @functools.wraps(handler)
         def wrapper(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             global _cold  # one flag per process: a cold start is per process
-            # The level as the function's environment says now (this module may be imported before the
-            # local stack sets it; in Lambda the two are the same).
-            level = os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO").upper()
-            if logger.log_level != logging.getLevelName(level):
-                logger.setLevel(level)
-                _package.setLevel(level)
+            _follow_environment()
             cold, _cold = _cold, False
             keys = context_keys(event, function)
             keys.update(function_request_id=getattr(context, "aws_request_id", None), cold_start=cold)
@@ -204,11 +199,33 @@ def metric(name: str, value: float, unit: MetricUnit = MetricUnit.Count, **dimen
         invocation.metrics.add_metric(name=name, unit=unit, value=value)
 
 
+def _output() -> Any:
+    """Where log lines and EMF records go: stdout, where Lambda's log capture finds them, unless the
+    function's environment says stderr (the local stack: there stdout is the CLI's own output)."""
+    return sys.stderr if os.environ.get("POLYV_RETRIEVER_FUNCTION_OUTPUT") == "stderr" else sys.stdout
+
+
+def _follow_environment() -> None:
+    """The log level and output as the function's environment says now: this module may be imported
+    before the local stack sets them (in Lambda the two moments see the same environment)."""
+    level = os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO").upper()
+    if logger.log_level != logging.getLevelName(level):
+        logger.setLevel(level)
+        _package.setLevel(level)
+    handler = logger.registered_handler
+    if (
+        _output() is sys.stderr
+        and isinstance(handler, logging.StreamHandler)
+        and handler.stream is not sys.stderr
+    ):
+        handler.setStream(sys.stderr)  # otherwise the stdout it was created with, as Lambda expects
+
+
 def _emit(metrics: EphemeralMetrics) -> None:
-    """One EMF record on stdout, where Lambda's log capture finds it. The local stack sends it to stderr
-    (POLYV_RETRIEVER_EMF_STREAM=stderr) instead: there stdout is the CLI's own output."""
-    stream = sys.stderr if os.environ.get("POLYV_RETRIEVER_EMF_STREAM") == "stderr" else sys.stdout
-    print(json.dumps(metrics.serialize_metric_set(), separators=(",", ":")), file=stream, flush=True)
+    """One EMF record, where log lines go; none where the environment turns them off
+    (POLYV_RETRIEVER_EMF=off: `polyv-retriever run` without --verbose, whose terminal is for people)."""
+    if os.environ.get("POLYV_RETRIEVER_EMF") != "off":
+        print(json.dumps(metrics.serialize_metric_set(), separators=(",", ":")), file=_output(), flush=True)
     metrics.clear_metrics()
 
 

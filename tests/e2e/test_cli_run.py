@@ -41,6 +41,7 @@ def test_the_demo_runs_end_to_end_and_verifies_every_object() -> None:
         assert any(vid in line and "COPIED" in line for line in out.splitlines()), vid
     assert any("interview-raw" in line and "FAIL" in line for line in out.splitlines())
     assert out.rstrip().endswith("OK: every object in S3 verified; every video accounted for in the manifest")
+    assert result.stderr == ""  # the functions' logs and EMF records are --verbose's
     assert elapsed < 90
 
 
@@ -66,7 +67,19 @@ def test_run_against_a_polyv_reached_with_credentials(emulator: EmulatorServer) 
     assert verdict["problems"] == []
     assert verdict["retrieval"]["status"] == "SUCCEEDED"
     assert verdict["retrieval"]["result"]["counts"]["COPIED"] == 1
+    assert result.stderr == ""
     assert emulator.secret not in result.stdout + result.stderr
+
+
+def test_a_run_that_times_out_with_json_says_so_in_one_json_object_on_stderr() -> None:
+    """Transfers still running while the stack shuts down must not write on stdout or stderr."""
+    result = run("--demo", "--json", "--timeout", "4")
+    assert result.returncode != 0
+    assert result.stdout == ""
+    error = json.loads(result.stderr)  # one object, nothing else
+    assert error["exitCode"] == result.returncode
+    assert "still RUNNING after 4 s" in error["message"]
+    assert "run again with a longer --timeout" in error["message"]  # not `get`: the stack is gone
 
 
 def test_run_without_credentials_cannot_name_a_real_task() -> None:

@@ -209,7 +209,12 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 
 def follow(
-    fetch: Callable[[], dict[str, Any]], timeout: float, *, interval: float = 5.0, quiet: bool = False
+    fetch: Callable[[], dict[str, Any]],
+    timeout: float,
+    *,
+    interval: float = 5.0,
+    quiet: bool = False,
+    timeout_hint: str = "it goes on without us: `polyv-retriever get ID --wait` again later",
 ) -> dict[str, Any]:
     """Poll a retrieval until it finishes, showing each video's progress live (the view ``run`` uses);
     ``quiet`` shows nothing (``--json`` keeps stdout for the one JSON document)."""
@@ -228,7 +233,7 @@ def follow(
             if time.monotonic() > deadline:
                 raise errors.PollLimitExceeded(
                     f"retrieval {retrieval['retrievalId']} still {retrieval['status']} after {timeout:.0f} s",
-                    hint="it goes on without us: `polyv-retriever get ID --wait` again later",
+                    hint=timeout_hint,
                 )
             time.sleep(interval)
 

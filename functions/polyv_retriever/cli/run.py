@@ -53,6 +53,9 @@ DEMO_VIDEOS = (
     DemoVideo("archive-2019", 24 * MiB, "SUCCESS", 720),  # the one that takes longer
 )
 
+#: The functions' environment for `run` without --verbose: errors only, no EMF records (see observability).
+QUIET_FUNCTIONS = {"POWERTOOLS_LOG_LEVEL": "ERROR", "POLYV_RETRIEVER_EMF": "off"}
+
 
 class LocalApi:
     """The retrievals API on the local stack, spoken over HTTP like any client would."""
@@ -107,8 +110,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         parameters=parameters,
         polyv_credentials=real,
         polyv_api_base_url=args.api_base_url,
-        # The functions' own logs (CloudWatch's, in AWS) would bury the progress; --verbose shows them.
-        function_environment={} if args.verbose else {"POWERTOOLS_LOG_LEVEL": "WARNING"},
+        # The functions' own logs and metrics (CloudWatch's, in AWS) would bury the progress and break
+        # --json's one-object promise: --verbose shows them (on stderr), otherwise only their errors.
+        function_environment={} if args.verbose else QUIET_FUNCTIONS,
     )
     say("Starting the local stack (moto: S3, SSM, Step Functions; the real handlers; the API front)...")
     with LocalStack(options) as stack:
@@ -176,7 +180,9 @@ def _watch(api: LocalApi, retrieval_id: str, timeout: float, *, show: bool) -> d
             raise errors.StorageError(f"GET /retrievals/{retrieval_id} answered {status}: {retrieval}")
         return retrieval
 
-    return follow(fetch, timeout, interval=0.5, quiet=not show)
+    # The local stack ends with this command: nothing goes on after it, unlike a deployed retrieval.
+    hint = "the local stack stopped with it; run again with a longer --timeout"
+    return follow(fetch, timeout, interval=0.5, quiet=not show, timeout_hint=hint)
 
 
 def _verify(stack: LocalStack, retrieval: dict[str, Any], *, demo: bool) -> list[str]:

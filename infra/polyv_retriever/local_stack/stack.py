@@ -204,8 +204,8 @@ class LocalStack:
             environment["POLYV_DOWNLOAD_ALLOW"] = (
                 f"{environment['POLYV_DOWNLOAD_ALLOW']},{self.emulator.base_url}"
             )
-        # stdout belongs to the tool running the stack (`run --json`, `invoke`): metrics go to stderr.
-        environment["POLYV_RETRIEVER_EMF_STREAM"] = "stderr"
+        # stdout belongs to the tool running the stack (`run --json`, `invoke`): logs and metrics use stderr.
+        environment["POLYV_RETRIEVER_FUNCTION_OUTPUT"] = "stderr"
         environment.update(self.options.function_environment)
         os.environ.update(environment)
         for function in functions:
