@@ -24,6 +24,7 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -88,6 +89,32 @@ class RetrievalList(BaseModel):
     nextToken: str | None = None
 
 
+class RetrievalGroup(BaseModel):
+    """The answer to more than 100 vids: one retrieval per Polyv task of at most 100."""
+
+    retrievals: list[Retrieval]
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"model": ApiError}}}
+
+
+def _answers(specific: dict[int, dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """An operation's documented answers: its own, and those every operation can give (each one body)."""
+    return {
+        **specific,
+        400: specific.get(400, _error("the request is malformed: the message names the problem")),
+        403: _error("API Gateway's IAM auth refused the request: unsigned, badly signed or not permitted"),
+        502: _error("a service behind the API failed in a way a retry does not fix"),
+        503: _error("a service behind the API (S3, Step Functions, SSM, Polyv) is unavailable: retry"),
+    }
+
+
+#: IAM auth (SigV4), in the form API Gateway's OpenAPI import understands; every operation requires it.
+SIGV4 = "sigv4"
+_SECURITY = [{SIGV4: []}]
+
+
 @cache
 def service() -> RetrievalService:
     return RetrievalService(
@@ -106,22 +133,25 @@ def _json(status: int, body: dict[str, Any], **headers: str) -> Response[str]:
 @app.post(
     "/retrievals",
     summary="Start retrieving Polyv source files into S3, or run a retrieval again",
-    responses={
-        202: {"description": "started", "content": {"application/json": {"model": Retrieval}}},
-        200: {
-            "description": "already started for this task",
-            "content": {"application/json": {"model": Retrieval}},
-        },
-        400: {"description": "invalid request", "content": {"application/json": {"model": ApiError}}},
-        409: {
-            "description": "conflicts with the retrieval's state",
-            "content": {"application/json": {"model": ApiError}},
-        },
-        502: {
-            "description": "Polyv refused the task creation",
-            "content": {"application/json": {"model": ApiError}},
-        },
-    },
+    security=_SECURITY,
+    responses=_answers(
+        {
+            202: {
+                "description": "started: the retrieval, or for more than 100 vids one per Polyv task",
+                "content": {"application/json": {"model": Retrieval | RetrievalGroup}},
+            },
+            200: {
+                "description": "already started for this task",
+                "content": {"application/json": {"model": Retrieval}},
+            },
+            400: _error(
+                "invalid request, or Polyv refused the task's creation: the message names the problem"
+            ),
+            409: _error(
+                "conflicts with the retrieval's state, or an Idempotency-Key reused with another body"
+            ),
+        }
+    ),
 )
 def start_retrieval(
     request: Annotated[RetrievalRequest, Body()],
@@ -178,10 +208,14 @@ def _create_from_vids(request: RetrievalRequest, idempotency_key: str | None) ->
 @app.get(
     "/retrievals/<retrieval_id>",
     summary="Where a retrieval stands (its latest attempt, and the others)",
-    responses={
-        200: {"description": "the retrieval", "content": {"application/json": {"model": Retrieval}}},
-        404: {"description": "no such retrieval", "content": {"application/json": {"model": ApiError}}},
-    },
+    security=_SECURITY,
+    responses=_answers(
+        {
+            200: {"description": "the retrieval", "content": {"application/json": {"model": Retrieval}}},
+            400: _error("the id is not a Polyv taskId (32 hex digits)"),
+            404: _error("no such retrieval"),
+        }
+    ),
 )
 def get_retrieval(
     retrieval_id: Annotated[str, Path(description="the retrieval id (= the Polyv taskId)")],
@@ -192,10 +226,15 @@ def get_retrieval(
 @app.get(
     "/retrievals",
     summary="Retrieval attempts, newest first",
-    responses={
-        200: {"description": "a page of attempts", "content": {"application/json": {"model": RetrievalList}}},
-        400: {"description": "invalid request", "content": {"application/json": {"model": ApiError}}},
-    },
+    security=_SECURITY,
+    responses=_answers(
+        {
+            200: {
+                "description": "a page of attempts",
+                "content": {"application/json": {"model": RetrievalList}},
+            }
+        }
+    ),
 )
 def list_retrievals(
     status: Annotated[ExecutionStatus | None, Query(description="only attempts in this status")] = None,
@@ -210,11 +249,15 @@ def list_retrievals(
 @app.delete(
     "/retrievals/<retrieval_id>",
     summary="Cancel a running retrieval: its transfers stop, open uploads are aborted, a CANCELLED manifest",
-    responses={
-        202: {"description": "cancelled", "content": {"application/json": {"model": Retrieval}}},
-        404: {"description": "no such retrieval", "content": {"application/json": {"model": ApiError}}},
-        409: {"description": "already ended", "content": {"application/json": {"model": ApiError}}},
-    },
+    security=_SECURITY,
+    responses=_answers(
+        {
+            202: {"description": "cancelled", "content": {"application/json": {"model": Retrieval}}},
+            400: _error("the id is not a Polyv taskId (32 hex digits)"),
+            404: _error("no such retrieval"),
+            409: _error("already ended"),
+        }
+    ),
 )
 def cancel_retrieval(
     retrieval_id: Annotated[str, Path(description="the retrieval id (= the Polyv taskId)")],
@@ -374,9 +417,27 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 def openapi_document() -> str:
     """The API's OpenAPI description, from the same models and routes that validate requests
     (`make openapi` writes it to infra/openapi.json; a test keeps the two in step)."""
-    return app.get_openapi_json_schema(
-        title="polyv-retriever",
-        version="1.0.0",
-        summary="Retrieve Polyv source files into your own S3 bucket",
-        description="REST API behind IAM auth (SigV4). Retrieval ids are Polyv taskIds.",
+    document = json.loads(
+        app.get_openapi_json_schema(
+            title="polyv-retriever",
+            version="1.0.0",
+            summary="Retrieve Polyv source files into your own S3 bucket",
+            description="REST API behind IAM auth (SigV4). Retrieval ids are Polyv taskIds.",
+            security_schemes={
+                SIGV4: APIKey(
+                    name="Authorization",
+                    in_=APIKeyIn.header,
+                    description="AWS Signature Version 4 (IAM), e.g. awscurl --service execute-api",
+                    openapi_extensions={"x-amazon-apigateway-authtype": "awsSigv4"},
+                )
+            },
+        )
     )
+    # Powertools documents its own 422 on every validated operation; this API answers 400 (the error
+    # handlers above), so its 422 and the schemas only its validation errors use are taken out.
+    for operation in (op for path in document["paths"].values() for op in path.values()):
+        del operation["responses"]["422"]
+    schemas = document["components"]["schemas"]
+    for unused in ("HTTPValidationError", "ResponseValidationError", "ValidationError"):
+        del schemas[unused]
+    return json.dumps(document, indent=2, ensure_ascii=False)

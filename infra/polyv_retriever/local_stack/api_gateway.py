@@ -149,7 +149,9 @@ class ApiGatewayFront:
                 "accountId": "123456789012",
                 "apiId": "local",
             },
-            "body": body.decode("utf-8", "replace") if body else None,
+            # Bytes that are not UTF-8 stay visible (as lone surrogates) for the function to refuse; a
+            # replacement character would turn a malformed request into a different, valid one.
+            "body": body.decode("utf-8", "surrogateescape") if body else None,
             "isBase64Encoded": False,
         }
 
