@@ -175,6 +175,19 @@ def test_rerun_and_retry_failed_are_numbered_attempts(
         ({"taskId": TASK, "color": "red"}, None, "color: Extra inputs are not permitted"),
         ({"taskId": TASK, "prefix": "../x/"}, None, "prefix '../x/' is malformed"),
         ({"taskId": TASK, "prefix": "no-slash"}, None, "prefix 'no-slash' is malformed"),
+        # The lifecycle rule's prefix would delete the files after 14 days; a '_' taskId could reach it too.
+        ({"taskId": TASK, "prefix": "_polyv-retriever/"}, None, "is under '_polyv-retriever/'"),
+        (
+            {"vids": ["a"], "expireDays": 1, "prefix": "_polyv-retriever/x/"},
+            None,
+            "is under '_polyv-retriever/",
+        ),
+        (
+            {"taskId": TASK, "rerun": True, "prefix": "_polyv-retriever/"},
+            None,
+            "is under '_polyv-retriever/'",
+        ),
+        ({"taskId": "_polyv-retriever", "prefix": ""}, None, "taskId '_polyv-retriever' is malformed"),
     ],
 )
 def test_bad_input_is_a_400_naming_the_problem(
@@ -184,6 +197,16 @@ def test_bad_input_is_a_400_naming_the_problem(
     assert status == 400
     assert message in answer["message"]
     assert sfn.executions == {}
+
+
+def test_the_refused_prefix_is_the_one_the_buckets_lifecycle_rule_empties() -> None:
+    from polyv_retriever.local_stack.template import load_template
+    from polyv_retriever.pipeline.records import LIFECYCLE_PREFIX
+    from polyv_retriever.transfer.s3_multipart import JOURNAL_PREFIX
+
+    rules = load_template()["Resources"]["DataBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert [r["Prefix"] for r in rules if "ExpirationInDays" in r] == [LIFECYCLE_PREFIX]
+    assert JOURNAL_PREFIX.startswith(LIFECYCLE_PREFIX)
 
 
 MULTIPART = f'--b\r\nContent-Disposition: form-data; name="taskId"\r\n\r\n{TASK}\r\n--b--\r\n'

@@ -212,7 +212,7 @@ def _create_from_vids(request: RetrievalRequest, idempotency_key: str | None) ->
     responses=_answers(
         {
             200: {"description": "the retrieval", "content": {"application/json": {"model": Retrieval}}},
-            400: _error("the id is not a Polyv taskId (32 hex digits)"),
+            400: _error("the id is not a taskId (Polyv's are 32 hex digits)"),
             404: _error("no such retrieval"),
         }
     ),
@@ -253,7 +253,7 @@ def list_retrievals(
     responses=_answers(
         {
             202: {"description": "cancelled", "content": {"application/json": {"model": Retrieval}}},
-            400: _error("the id is not a Polyv taskId (32 hex digits)"),
+            400: _error("the id is not a taskId (Polyv's are 32 hex digits)"),
             404: _error("no such retrieval"),
             409: _error("already ended"),
         }
