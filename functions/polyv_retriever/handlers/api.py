@@ -24,8 +24,9 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
+from aws_lambda_powertools.event_handler.openapi.models import APIKey
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -95,11 +96,11 @@ class RetrievalGroup(BaseModel):
     retrievals: list[Retrieval]
 
 
-def _error(description: str) -> dict[str, Any]:
+def _error(description: str) -> OpenAPIResponse:
     return {"description": description, "content": {"application/json": {"model": ApiError}}}
 
 
-def _answers(specific: dict[int, dict[str, Any]]) -> dict[int, dict[str, Any]]:
+def _answers(specific: dict[int, OpenAPIResponse]) -> dict[int, OpenAPIResponse]:
     """An operation's documented answers: its own, and those every operation can give (each one body)."""
     return {
         **specific,
@@ -112,7 +113,7 @@ def _answers(specific: dict[int, dict[str, Any]]) -> dict[int, dict[str, Any]]:
 
 #: IAM auth (SigV4), in the form API Gateway's OpenAPI import understands; every operation requires it.
 SIGV4 = "sigv4"
-_SECURITY = [{SIGV4: []}]
+_SECURITY: list[dict[str, list[str]]] = [{SIGV4: []}]
 
 
 @cache
@@ -424,11 +425,13 @@ def openapi_document() -> str:
             summary="Retrieve Polyv source files into your own S3 bucket",
             description="REST API behind IAM auth (SigV4). Retrieval ids are Polyv taskIds.",
             security_schemes={
-                SIGV4: APIKey(
-                    name="Authorization",
-                    in_=APIKeyIn.header,
-                    description="AWS Signature Version 4 (IAM), e.g. awscurl --service execute-api",
-                    openapi_extensions={"x-amazon-apigateway-authtype": "awsSigv4"},
+                SIGV4: APIKey.model_validate(
+                    {
+                        "name": "Authorization",
+                        "in": "header",
+                        "description": "AWS Signature Version 4 (IAM), e.g. awscurl --service execute-api",
+                        "openapi_extensions": {"x-amazon-apigateway-authtype": "awsSigv4"},
+                    }
                 )
             },
         )
