@@ -3,8 +3,9 @@
 botocore raises ``ClientError`` for an answer (with AWS's error code) and a ``BotoCoreError`` subclass for
 a request that never got one (``EndpointConnectionError``, timeouts, a body cut short, no credentials).
 Both become the error of the service that failed, so that the state machine's Retry lists, the API's
-status codes and the CLI's exit codes see one vocabulary: :class:`StorageError` for S3 and
-:class:`OrchestrationError` for Step Functions (a Step Functions failure is never reported as S3's).
+status codes and the CLI's exit codes see one vocabulary: :class:`StorageError` for S3,
+:class:`OrchestrationError` for Step Functions (a Step Functions failure is never reported as S3's) and
+:class:`EventNotDelivered` for EventBridge.
 Every call site catches :data:`AWS_ERRORS`, handles the codes it expects (``NoSuchKey``,
 ``ExecutionDoesNotExist``) and raises what these functions return for anything else.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 
-from polyv_retriever.errors import OrchestrationError, StorageError
+from polyv_retriever.errors import EventNotDelivered, OrchestrationError, StorageError
 
 #: What to do when the SDK found no credentials at all (the CLI's `status` says the same).
 AWS_CREDENTIALS_HINT = "configure AWS credentials: aws configure, AWS_PROFILE, or AWS_ACCESS_KEY_ID/SECRET"
@@ -47,6 +48,11 @@ def s3_error(action: str, exc: BaseException) -> StorageError:
 
 def sfn_error(action: str, exc: BaseException) -> OrchestrationError:
     return OrchestrationError(_describe(f"Step Functions {action}", exc), hint=_hint(exc))
+
+
+def events_error(action: str, exc: BaseException) -> EventNotDelivered:
+    """EventBridge's failure: the event was not delivered, which Finalize's Retry retries."""
+    return EventNotDelivered(_describe(f"EventBridge {action}", exc), hint=_hint(exc))
 
 
 def _hint(exc: BaseException) -> str | None:

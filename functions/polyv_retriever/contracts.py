@@ -108,7 +108,7 @@ class ErrorInfo(BaseModel):
 
 
 class ApiError(BaseModel):
-    """Every 4xx/5xx body of the API (handlers/api.py's ErrorBody is this shape)."""
+    """Every 4xx/5xx body of the API: the one shape its refusals answer and its OpenAPI document names."""
 
     message: str = Field(description="what is wrong, naming the field or the retrieval")
 

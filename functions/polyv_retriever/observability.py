@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
+from polyv_retriever.aws_errors import AWS_ERRORS, events_error
 from polyv_retriever.errors import EventNotDelivered, RetrieverError
 
 if TYPE_CHECKING:
@@ -288,7 +289,10 @@ def announce_completion(
         "Detail": json.dumps(detail, ensure_ascii=False),
         "EventBusName": bus or os.environ.get("EVENT_BUS_NAME") or "default",
     }
-    answer = events.put_events(Entries=[entry])
+    try:
+        answer = events.put_events(Entries=[entry])
+    except AWS_ERRORS as exc:  # no answer, or an error answer: the same retried error as a refused entry
+        raise events_error("PutEvents (completion event)", exc) from exc
     if answer.get("FailedEntryCount"):
         failed = answer["Entries"][0]
         raise EventNotDelivered(

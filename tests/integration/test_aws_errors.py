@@ -1,7 +1,8 @@
 """Every S3 and Step Functions call of the core raises the project's named error (issue 9, item 12): for an
 AWS error answer (a real moto server) and for no answer at all (a real botocore client aimed at a port where
-nothing listens). S3 failures are StorageError, Step Functions failures OrchestrationError, never a raw
-botocore exception, and the message names the call."""
+nothing listens). S3 failures are StorageError, Step Functions failures OrchestrationError, EventBridge's
+EventNotDelivered (Finalize's Retry retries it), never a raw botocore exception, and the message names the
+call."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from polyv_retriever import errors
+from polyv_retriever import errors, observability
 from polyv_retriever.pipeline.cancel import Canceller
 from polyv_retriever.pipeline.executions import StateMachine
 from polyv_retriever.pipeline.records import RetrievalLayout, S3RecordStore
@@ -109,6 +110,22 @@ def test_a_step_functions_error_answer_is_an_orchestration_error_not_an_s3_one()
     machine = StateMachine(boto3.client("stepfunctions"), arn)
     with pytest.raises(errors.OrchestrationError, match="Step Functions StartExecution failed: "):
         machine.start(f"{TASK_ID}.1", {"taskId": TASK_ID})
+
+
+SUMMARY = {"taskId": TASK_ID, "outcome": "COMPLETE", "counts": {"COPIED": 1}, "bytes": 1}
+
+
+def test_a_completion_event_without_an_answer_is_event_not_delivered() -> None:
+    events = boto3.client("events", endpoint_url=_nothing_listens(), config=NO_RETRIES)
+    with pytest.raises(errors.EventNotDelivered, match=r"EventBridge PutEvents .*\(no answer") as caught:
+        observability.announce_completion(events, SUMMARY, execution=None, started_at=None)
+    assert caught.value.retryable
+
+
+def test_a_completion_event_refused_by_eventbridge_is_event_not_delivered() -> None:
+    events = boto3.client("events")  # the moto server: the bus does not exist
+    with pytest.raises(errors.EventNotDelivered, match=r"EventBridge PutEvents \(completion event\) failed"):
+        observability.announce_completion(events, SUMMARY, execution=None, started_at=None, bus="absent-bus")
 
 
 def test_the_cancel_sweep_without_an_answer_is_a_storage_error(dead_s3: S3Client) -> None:

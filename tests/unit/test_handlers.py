@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -57,15 +58,27 @@ def test_finalize_writes_the_manifest_and_returns_the_summary(
 # --- the API ---------------------------------------------------------------------------------------------
 
 
-def call(method: str, path: str, body: Any = None, raw: str | None = None) -> tuple[int, dict[str, Any]]:
+def call(
+    method: str,
+    path: str,
+    body: Any = None,
+    raw: str | None = None,
+    headers: dict[str, str] | None = None,
+    base64_body: bytes | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """The API function's answer to a REST proxy event, as API Gateway would pass it."""
     resource = "/retrievals/{retrieval_id}" if path.count("/") == 2 else "/retrievals"
+    text = raw if raw is not None else (json.dumps(body) if body is not None else None)
+    if base64_body is not None:  # API Gateway's form for a media type it treats as binary
+        text = base64.b64encode(base64_body).decode()
     event = {
         "httpMethod": method,
         "path": path,
         "resource": resource,
         "pathParameters": {"retrieval_id": path.rsplit("/", 1)[1]} if resource.endswith("}") else None,
-        "headers": {"Content-Type": "application/json"},
-        "body": raw if raw is not None else (json.dumps(body) if body is not None else None),
+        "headers": {"Content-Type": "application/json"} if headers is None else headers,
+        "body": text,
+        "isBase64Encoded": base64_body is not None,
         "requestContext": {"requestId": "req-1", "resourcePath": resource, "httpMethod": method},
     }
     answer = api.handler(event, LocalContext("Api", 30))
@@ -162,6 +175,19 @@ def test_rerun_and_retry_failed_are_numbered_attempts(
         ({"taskId": TASK, "color": "red"}, None, "color: Extra inputs are not permitted"),
         ({"taskId": TASK, "prefix": "../x/"}, None, "prefix '../x/' is malformed"),
         ({"taskId": TASK, "prefix": "no-slash"}, None, "prefix 'no-slash' is malformed"),
+        # The lifecycle rule's prefix would delete the files after 14 days; a '_' taskId could reach it too.
+        ({"taskId": TASK, "prefix": "_polyv-retriever/"}, None, "is under '_polyv-retriever/'"),
+        (
+            {"vids": ["a"], "expireDays": 1, "prefix": "_polyv-retriever/x/"},
+            None,
+            "is under '_polyv-retriever/",
+        ),
+        (
+            {"taskId": TASK, "rerun": True, "prefix": "_polyv-retriever/"},
+            None,
+            "is under '_polyv-retriever/'",
+        ),
+        ({"taskId": "_polyv-retriever", "prefix": ""}, None, "taskId '_polyv-retriever' is malformed"),
     ],
 )
 def test_bad_input_is_a_400_naming_the_problem(
@@ -171,6 +197,63 @@ def test_bad_input_is_a_400_naming_the_problem(
     assert status == 400
     assert message in answer["message"]
     assert sfn.executions == {}
+
+
+def test_the_refused_prefix_is_the_one_the_buckets_lifecycle_rule_empties() -> None:
+    from polyv_retriever.local_stack.template import load_template
+    from polyv_retriever.pipeline.records import LIFECYCLE_PREFIX
+    from polyv_retriever.transfer.s3_multipart import JOURNAL_PREFIX
+
+    rules = load_template()["Resources"]["DataBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert [r["Prefix"] for r in rules if "ExpirationInDays" in r] == [LIFECYCLE_PREFIX]
+    assert JOURNAL_PREFIX.startswith(LIFECYCLE_PREFIX)
+
+
+MULTIPART = f'--b\r\nContent-Disposition: form-data; name="taskId"\r\n\r\n{TASK}\r\n--b--\r\n'
+
+
+@pytest.mark.parametrize(
+    ("raw", "headers", "message"),
+    [
+        ("[" * 100_000, None, "the body is nested too deeply"),
+        ('{"vids": ["a"], "expireDays": ' + "7" * 5000 + "}", None, "a number of more than 4300 digits"),
+        ('{"taskId": NaN}', None, "NaN is not a JSON number"),
+        ('{"taskId": "\udcff"}', None, "the body is not UTF-8 text"),  # a lone surrogate: not UTF-8
+        ("x", {"Content-Type": "multipart/form-data"}, "'multipart/form-data' is not accepted"),
+        ("x", {"Content-Type": "multipart/form-data; boundary="}, "must be application/json"),
+        (MULTIPART, {"Content-Type": "multipart/form-data; boundary=b"}, "must be application/json"),
+        (f"taskId={TASK}", {"content-type": "application/x-www-form-urlencoded"}, "must be application/json"),
+        ("hello", {"Content-Type": "text/plain"}, "'text/plain' is not accepted"),
+        ("<taskId/>", {"Content-Type": "application/xml"}, "'application/xml' is not accepted"),
+        ("{}", {"Content-Type": "application/json; charset=latin-1"}, "the body must be UTF-8"),
+        ("null", None, "the body: Field required"),
+        ("[]", None, "the body: Input should be a valid dictionary"),
+    ],
+)
+def test_a_body_that_is_not_one_utf8_json_object_is_a_400_naming_the_problem(
+    sfn: FakeStepFunctions, raw: str, headers: dict[str, str] | None, message: str
+) -> None:
+    status, answer = call("POST", "/retrievals", raw=raw, headers=headers)
+    assert (status, list(answer)) == (400, ["message"]), answer  # the API's one error shape
+    assert message in answer["message"]
+    assert sfn.executions == {}
+
+
+def test_a_base64_body_that_is_not_utf8_is_a_400(sfn: FakeStepFunctions) -> None:
+    body = json.dumps({"taskId": TASK, "prefix": "caf\u00e9/"}).encode("utf-8").replace(b"\\u00e9", b"\xe9")
+    assert call("POST", "/retrievals", base64_body=body) == (400, {"message": "the body is not UTF-8 text"})
+    assert sfn.executions == {}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Content-Type": "application/json; charset=UTF-8"}, {"content-type": "Application/JSON"}, {}],
+)
+def test_json_is_accepted_with_or_without_a_charset_or_a_content_type(
+    sfn: FakeStepFunctions, headers: dict[str, str]
+) -> None:
+    assert call("POST", "/retrievals", {"taskId": TASK}, headers=headers)[0] == 202
+    assert call("POST", "/retrievals", base64_body=json.dumps({"taskId": TASK}).encode())[0] == 200
 
 
 def test_get_tells_where_a_retrieval_stands(sfn: FakeStepFunctions, records: InMemoryRecords) -> None:
@@ -201,4 +284,23 @@ def test_the_committed_openapi_document_is_the_one_the_code_generates() -> None:
     assert set(paths) == {"/retrievals", "/retrievals/{retrieval_id}"}
     assert set(paths["/retrievals"]) == {"get", "post"}
     assert set(paths["/retrievals/{retrieval_id}"]) == {"get", "delete"}
-    assert "400" in paths["/retrievals"]["post"]["responses"]
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ApiError"}}}
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            answers = operation["responses"]
+            where = f"{method.upper()} {path}"
+            # What the API answers for bad input, for an upstream outage, and for a request IAM refuses.
+            assert "422" not in answers, where
+            for status in ("400", "403", "502", "503"):
+                assert answers[status]["content"] == error, (where, status)
+            assert operation["security"] == [{"sigv4": []}], where
+    for method in ("get", "delete"):
+        assert {"400", "404"} <= set(paths["/retrievals/{retrieval_id}"][method]["responses"])
+    scheme = json.loads(committed)["components"]["securitySchemes"]["sigv4"]
+    assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "Authorization")
+    assert scheme["x-amazon-apigateway-authtype"] == "awsSigv4"
+    started = paths["/retrievals"]["post"]["responses"]["202"]["content"]["application/json"]["schema"]
+    assert started["anyOf"] == [
+        {"$ref": "#/components/schemas/Retrieval"},
+        {"$ref": "#/components/schemas/RetrievalGroup"},
+    ]

@@ -12,7 +12,9 @@ from polyv_retriever.polyv.models import (
 )
 
 
-@pytest.mark.parametrize("task_id", ["", "short", "a/../b", "abc def ghi", "x" * 65, None, 42])
+@pytest.mark.parametrize(
+    "task_id", ["", "short", "a/../b", "abc def ghi", "x" * 65, None, 42, "_polyv-retriever", "-abcdefgh"]
+)
 def test_malformed_task_ids_are_refused_with_the_value_named(task_id: object) -> None:
     with pytest.raises(InvalidInput, match=r"taskId .* is malformed"):
         validate_task_id(task_id)

@@ -15,18 +15,23 @@ by ``make openapi``) are one thing. Every refusal is a 4xx whose ``message`` nam
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import sys
 from functools import cache
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.models import APIKey
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from polyv_retriever import errors, observability
-from polyv_retriever.contracts import ExecutionStatus, RetrievalOptions, StorageClass
+from polyv_retriever.contracts import ApiError, ExecutionStatus, RetrievalOptions, StorageClass
 from polyv_retriever.handlers import runtime
 from polyv_retriever.pipeline import creation
 from polyv_retriever.pipeline.retrievals import RetrievalService
@@ -85,8 +90,30 @@ class RetrievalList(BaseModel):
     nextToken: str | None = None
 
 
-class ErrorBody(BaseModel):
-    message: str
+class RetrievalGroup(BaseModel):
+    """The answer to more than 100 vids: one retrieval per Polyv task of at most 100."""
+
+    retrievals: list[Retrieval]
+
+
+def _error(description: str) -> OpenAPIResponse:
+    return {"description": description, "content": {"application/json": {"model": ApiError}}}
+
+
+def _answers(specific: dict[int, OpenAPIResponse]) -> dict[int, OpenAPIResponse]:
+    """An operation's documented answers: its own, and those every operation can give (each one body)."""
+    return {
+        **specific,
+        400: specific.get(400, _error("the request is malformed: the message names the problem")),
+        403: _error("API Gateway's IAM auth refused the request: unsigned, badly signed or not permitted"),
+        502: _error("a service behind the API failed in a way a retry does not fix"),
+        503: _error("a service behind the API (S3, Step Functions, SSM, Polyv) is unavailable: retry"),
+    }
+
+
+#: IAM auth (SigV4), in the form API Gateway's OpenAPI import understands; every operation requires it.
+SIGV4 = "sigv4"
+_SECURITY: list[dict[str, list[str]]] = [{SIGV4: []}]
 
 
 @cache
@@ -107,22 +134,25 @@ def _json(status: int, body: dict[str, Any], **headers: str) -> Response[str]:
 @app.post(
     "/retrievals",
     summary="Start retrieving Polyv source files into S3, or run a retrieval again",
-    responses={
-        202: {"description": "started", "content": {"application/json": {"model": Retrieval}}},
-        200: {
-            "description": "already started for this task",
-            "content": {"application/json": {"model": Retrieval}},
-        },
-        400: {"description": "invalid request", "content": {"application/json": {"model": ErrorBody}}},
-        409: {
-            "description": "conflicts with the retrieval's state",
-            "content": {"application/json": {"model": ErrorBody}},
-        },
-        502: {
-            "description": "Polyv refused the task creation",
-            "content": {"application/json": {"model": ErrorBody}},
-        },
-    },
+    security=_SECURITY,
+    responses=_answers(
+        {
+            202: {
+                "description": "started: the retrieval, or for more than 100 vids one per Polyv task",
+                "content": {"application/json": {"model": Retrieval | RetrievalGroup}},
+            },
+            200: {
+                "description": "already started for this task",
+                "content": {"application/json": {"model": Retrieval}},
+            },
+            400: _error(
+                "invalid request, or Polyv refused the task's creation: the message names the problem"
+            ),
+            409: _error(
+                "conflicts with the retrieval's state, or an Idempotency-Key reused with another body"
+            ),
+        }
+    ),
 )
 def start_retrieval(
     request: Annotated[RetrievalRequest, Body()],
@@ -179,10 +209,14 @@ def _create_from_vids(request: RetrievalRequest, idempotency_key: str | None) ->
 @app.get(
     "/retrievals/<retrieval_id>",
     summary="Where a retrieval stands (its latest attempt, and the others)",
-    responses={
-        200: {"description": "the retrieval", "content": {"application/json": {"model": Retrieval}}},
-        404: {"description": "no such retrieval", "content": {"application/json": {"model": ErrorBody}}},
-    },
+    security=_SECURITY,
+    responses=_answers(
+        {
+            200: {"description": "the retrieval", "content": {"application/json": {"model": Retrieval}}},
+            400: _error("the id is not a taskId (Polyv's are 32 hex digits)"),
+            404: _error("no such retrieval"),
+        }
+    ),
 )
 def get_retrieval(
     retrieval_id: Annotated[str, Path(description="the retrieval id (= the Polyv taskId)")],
@@ -193,10 +227,15 @@ def get_retrieval(
 @app.get(
     "/retrievals",
     summary="Retrieval attempts, newest first",
-    responses={
-        200: {"description": "a page of attempts", "content": {"application/json": {"model": RetrievalList}}},
-        400: {"description": "invalid request", "content": {"application/json": {"model": ErrorBody}}},
-    },
+    security=_SECURITY,
+    responses=_answers(
+        {
+            200: {
+                "description": "a page of attempts",
+                "content": {"application/json": {"model": RetrievalList}},
+            }
+        }
+    ),
 )
 def list_retrievals(
     status: Annotated[ExecutionStatus | None, Query(description="only attempts in this status")] = None,
@@ -211,11 +250,15 @@ def list_retrievals(
 @app.delete(
     "/retrievals/<retrieval_id>",
     summary="Cancel a running retrieval: its transfers stop, open uploads are aborted, a CANCELLED manifest",
-    responses={
-        202: {"description": "cancelled", "content": {"application/json": {"model": Retrieval}}},
-        404: {"description": "no such retrieval", "content": {"application/json": {"model": ErrorBody}}},
-        409: {"description": "already ended", "content": {"application/json": {"model": ErrorBody}}},
-    },
+    security=_SECURITY,
+    responses=_answers(
+        {
+            202: {"description": "cancelled", "content": {"application/json": {"model": Retrieval}}},
+            400: _error("the id is not a taskId (Polyv's are 32 hex digits)"),
+            404: _error("no such retrieval"),
+            409: _error("already ended"),
+        }
+    ),
 )
 def cancel_retrieval(
     retrieval_id: Annotated[str, Path(description="the retrieval id (= the Polyv taskId)")],
@@ -228,58 +271,176 @@ def cancel_retrieval(
 # --- errors: every refusal names its problem ------------------------------------------------------------
 
 
+def _refusal(status: int, message: str) -> Response[str]:
+    return _json(status, ApiError(message=message).model_dump())
+
+
 @app.exception_handler(RequestValidationError)
 def _invalid_request(exc: RequestValidationError) -> Response[str]:
     problems = []
     for error in exc.errors():
-        if error.get("type") == "json_invalid":
-            problems.append("the body is not valid JSON")
-            continue
-        location = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body",))
+        where = [str(part) for part in error.get("loc", ())]
+        # A field is named by its path; a problem of the body as a whole (missing, not an object) says so.
+        location = (".".join(where[1:]) or "the body") if where[:1] == ["body"] else ".".join(where)
         message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
         problems.append(f"{location}: {message}" if location else message)
-    return _json(400, {"message": "; ".join(problems) or "invalid request"})
+    return _refusal(400, "; ".join(problems) or "invalid request")
 
 
 @app.exception_handler(errors.InvalidInput)
 def _invalid_input(exc: errors.InvalidInput) -> Response[str]:
-    return _json(400, {"message": str(exc)})
+    return _refusal(400, str(exc))
 
 
 @app.exception_handler(errors.RetrievalConflict)
 def _conflict(exc: errors.RetrievalConflict) -> Response[str]:
-    return _json(409, {"message": str(exc)})
+    return _refusal(409, str(exc))
 
 
 @app.exception_handler(errors.RetrievalNotFound)
 def _not_found(exc: errors.RetrievalNotFound) -> Response[str]:
-    return _json(404, {"message": str(exc)})
+    return _refusal(404, str(exc))
 
 
 @app.exception_handler(errors.PolyvBusinessError)
 def _polyv_refused(exc: errors.PolyvBusinessError) -> Response[str]:
-    return _json(400, {"message": exc.describe()})
+    return _refusal(400, exc.describe())
 
 
 @app.exception_handler(errors.RetrieverError)
 def _upstream(exc: errors.RetrieverError) -> Response[str]:
     logger.warning("request failed upstream", extra={"error": exc.name, "detail": str(exc)})
-    return _json(503 if exc.retryable else 502, {"message": exc.describe()})
+    return _refusal(503 if exc.retryable else 502, exc.describe())
+
+
+# --- the body, read before the router sees it --------------------------------------------------------------
+
+
+class BadBody(ValueError):
+    """A request body that is not one strict UTF-8 JSON document (the message names what is wrong)."""
+
+
+def _content_type(headers: dict[str, str] | None) -> str | None:
+    # Header names are case-insensitive; API Gateway passes them as the client sent them.
+    for name, value in (headers or {}).items():
+        if name.lower() == "content-type":
+            return value
+    return None
+
+
+def _check_media_type(content_type: str | None) -> None:
+    if content_type is None:
+        return  # no Content-Type: the body is read as JSON, as Powertools and API Gateway do
+    media_type, *parameters = (part.strip() for part in content_type.split(";"))
+    if media_type.lower() != "application/json":
+        raise BadBody(f"Content-Type {content_type!r} is not accepted: the body must be application/json")
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise BadBody(f"Content-Type {content_type!r}: the body must be UTF-8")
+
+
+def _reject_constant(name: str) -> Any:
+    # Python's json reads NaN and Infinity; JSON (RFC 8259) has no such numbers.
+    raise BadBody(f"the body is not valid JSON: {name} is not a JSON number")
+
+
+def _json_text(event: dict[str, Any]) -> str | None:
+    """The body as the text of one JSON document; BadBody naming the problem for anything else.
+
+    Powertools would parse the body itself, by content type: a multipart body without a boundary, nesting
+    deeper than the interpreter's recursion limit and an integer of more than 4,300 digits each escape it
+    as an exception (a 502 from API Gateway), other media types get its own 415 shape. So the body is
+    checked here, by the same parser, with those failures caught; the router then parses a known-good text.
+    """
+    body = event.get("body")
+    if body is None or body == "":
+        return None
+    _check_media_type(_content_type(event.get("headers")))
+    try:
+        # Base64 when API Gateway treats the media type as binary; strict UTF-8 either way (a str body may
+        # carry lone surrogates from a non-UTF-8 request, which encode() refuses).
+        data = base64.b64decode(body, validate=True) if event.get("isBase64Encoded") else body.encode()
+        text = data.decode("utf-8")
+    except (binascii.Error, UnicodeError):
+        raise BadBody("the body is not UTF-8 text") from None
+    try:
+        json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise BadBody(f"the body is not valid JSON: {exc.msg} at character {exc.pos}") from None
+    except RecursionError:
+        raise BadBody(
+            "the body is nested too deeply: no request of this API nests more than a few levels"
+        ) from None
+    except BadBody:
+        raise
+    except ValueError:  # the only other one: an integer longer than the interpreter converts
+        limit = sys.get_int_max_str_digits()
+        raise BadBody(
+            f"the body has a number of more than {limit} digits: no field of this API takes one"
+        ) from None
+    return text
+
+
+def _checked_event(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with its body as checked text, marked application/json, for the router to parse."""
+    text = _json_text(event)
+    if text is None:
+        return event
+    headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
+    multi = {k: v for k, v in (event.get("multiValueHeaders") or {}).items() if k.lower() != "content-type"}
+    return {
+        **event,
+        "body": text,
+        "isBase64Encoded": False,
+        "headers": {**headers, "Content-Type": "application/json"},
+        "multiValueHeaders": {**multi, "Content-Type": ["application/json"]},
+    }
 
 
 @observability.instrumented("Api")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # The idempotency record of a request whose invocation dies expires with the invocation.
     runtime.IDEMPOTENCY_CONFIG.register_lambda_context(context)
-    return app.resolve(event, context)
+    try:
+        checked = _checked_event(event)
+    except BadBody as exc:
+        # Outside the router: the same one error shape its exception handlers answer.
+        return {
+            "statusCode": 400,
+            "multiValueHeaders": {"Content-Type": ["application/json"]},
+            "body": json.dumps(ApiError(message=str(exc)).model_dump(), ensure_ascii=False),
+            "isBase64Encoded": False,
+        }
+    return app.resolve(checked, context)
 
 
 def openapi_document() -> str:
     """The API's OpenAPI description, from the same models and routes that validate requests
     (`make openapi` writes it to infra/openapi.json; a test keeps the two in step)."""
-    return app.get_openapi_json_schema(
-        title="polyv-retriever",
-        version="1.0.0",
-        summary="Retrieve Polyv source files into your own S3 bucket",
-        description="REST API behind IAM auth (SigV4). Retrieval ids are Polyv taskIds.",
+    document = json.loads(
+        app.get_openapi_json_schema(
+            title="polyv-retriever",
+            version="1.0.0",
+            summary="Retrieve Polyv source files into your own S3 bucket",
+            description="REST API behind IAM auth (SigV4). Retrieval ids are Polyv taskIds.",
+            security_schemes={
+                SIGV4: APIKey.model_validate(
+                    {
+                        "name": "Authorization",
+                        "in": "header",
+                        "description": "AWS Signature Version 4 (IAM), e.g. awscurl --service execute-api",
+                        "openapi_extensions": {"x-amazon-apigateway-authtype": "awsSigv4"},
+                    }
+                )
+            },
+        )
     )
+    # Powertools documents its own 422 on every validated operation; this API answers 400 (the error
+    # handlers above), so its 422 and the schemas only its validation errors use are taken out.
+    for operation in (op for path in document["paths"].values() for op in path.values()):
+        del operation["responses"]["422"]
+    schemas = document["components"]["schemas"]
+    for unused in ("HTTPValidationError", "ResponseValidationError", "ValidationError"):
+        del schemas[unused]
+    return json.dumps(document, indent=2, ensure_ascii=False)

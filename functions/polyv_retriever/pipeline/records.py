@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 DEFAULT_PREFIX = "polyv/"
+#: The bucket's lifecycle-managed prefix (template.yaml's expire-transfer-journals rule: objects under it are
+#: deleted after 14 days): the transfer journals live there, and no retrieval may.
+LIFECYCLE_PREFIX = "_polyv-retriever/"
 _PREFIX = re.compile(r"^(?:[A-Za-z0-9!_.*'()-]+/)*$")
 _EXTENSION = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
 
@@ -37,6 +40,13 @@ def validate_prefix(prefix: object) -> str:
     if not isinstance(prefix, str) or len(prefix) > 512 or ".." in prefix or not _PREFIX.fullmatch(prefix):
         raise InvalidInput(
             f"prefix {prefix!r} is malformed: use segments of letters, digits and !_.*'()- each ending in '/'"
+        )
+    # With the empty prefix a retrieval's keys start with its taskId, which cannot start with '_'
+    # (polyv/models.py's TASK_ID_PATTERN): so no retrieval's key is ever under this prefix.
+    if prefix.startswith(LIFECYCLE_PREFIX):
+        raise InvalidInput(
+            f"prefix {prefix!r} is under {LIFECYCLE_PREFIX!r}, which the bucket's lifecycle rule empties "
+            "after 14 days: choose another prefix"
         )
     return prefix
 

@@ -100,6 +100,8 @@ class RetrievalService:
     def run_again(self, *, task_id: str, prefix: str | None, retry_failed: bool) -> dict[str, Any]:
         """A new attempt of a finished retrieval: every video (intact ones are skipped by the transfer) or,
         with ``retry_failed``, only the videos that failed on our side in the latest attempt."""
+        # A malformed request is refused as such, whatever the retrieval's state.
+        new_prefix = None if prefix is None else validate_prefix(prefix)
         number, latest = self._latest(task_id)
         if not ExecutionStatus(latest.status).terminal:
             raise RetrievalConflict(f"retrieval {task_id} attempt {number} is still {latest.status}")
@@ -114,7 +116,7 @@ class RetrievalService:
                 raise RetrievalConflict(f"no video of {task_id} failed on our side in attempt {number}")
         document = ExecutionInput(
             taskId=task_id,
-            prefix=previous.prefix if prefix is None else validate_prefix(prefix),
+            prefix=previous.prefix if new_prefix is None else new_prefix,
             attempt=number + 1,
             options=previous.options,
             only=only,

@@ -11,7 +11,9 @@ from polyv_retriever.errors import InvalidInput, UnexpectedResponse
 
 # Polyv's taskIds are 32 hex digits; accept a little more (letters, digits, - and _) in case that changes,
 # but never anything that could smuggle a parameter or a path.
-TASK_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+#: The first character is a letter or digit: with an empty prefix ``{taskId}/`` starts every key of the
+#: retrieval, and a leading '_' could put it under the bucket's lifecycle-managed ``_polyv-retriever/``.
+TASK_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{7,63}$")
 VID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_VIDS_PER_TASK = 100
 EXPIRE_DAYS_RANGE = range(1, 8)
@@ -111,8 +113,8 @@ class TaskReader(Protocol):
 def validate_task_id(task_id: object) -> str:
     if not isinstance(task_id, str) or not TASK_ID_PATTERN.fullmatch(task_id):
         raise InvalidInput(
-            f"taskId {task_id!r} is malformed: expected 8-64 letters, digits, '-' or '_' "
-            "(Polyv's are 32 hex digits)"
+            f"taskId {task_id!r} is malformed: expected 8-64 letters, digits, '-' or '_', "
+            "starting with a letter or digit (Polyv's are 32 hex digits)"
         )
     return task_id
 

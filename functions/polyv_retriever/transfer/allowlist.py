@@ -28,6 +28,27 @@ from polyv_retriever.errors import DownloadNotAllowed, InvalidInput
 #: Polyv's download CDN hosts (video-dl-2.videocc.net in Polyv's own example).
 DEFAULT_ALLOW = "*.videocc.net,*.polyv.net"
 
+#: Multi-label public suffixes, where anyone can register a name: ``*.co.uk`` or ``*.github.io`` would admit
+#: the whole world like ``*.net``. A small built-in list of the common ones (country second levels and the
+#: big hosting platforms), not the full Public Suffix List: an entry outside it is taken as a domain.
+PUBLIC_SUFFIXES = frozenset(
+    f"{second}.{country}"
+    for country in ("cn", "hk", "tw", "sg", "au", "nz", "br", "mx", "ar", "tr", "my", "ph", "vn", "pk")
+    for second in ("com", "net", "org", "edu", "gov")
+) | frozenset(
+    f"{second}.{country}"
+    for country in ("uk", "jp", "kr", "nz", "za", "in", "id", "il", "th")
+    for second in ("co", "ac", "or", "ne", "go", "org", "gov")
+) | frozenset(
+    {
+        # Hosting and cloud platforms whose customers get names under these.
+        "github.io", "gitlab.io", "herokuapp.com", "appspot.com", "blogspot.com", "netlify.app",
+        "vercel.app", "pages.dev", "workers.dev", "web.app", "firebaseapp.com", "azurewebsites.net",
+        "cloudfront.net", "amazonaws.com", "s3.amazonaws.com", "aliyuncs.com", "myqcloud.com",
+        "qcloud.la", "bcebos.com", "myhuaweicloud.com", "ngrok.io", "ngrok-free.app", "trycloudflare.com",
+    }
+)  # fmt: skip
+
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _NUMERIC_LABEL = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)$")
@@ -172,6 +193,8 @@ class DownloadAllowList:
             raise bad(f"use a host pattern or a full origin ({exc})") from None
         if _is_internal(host):
             raise bad("names a loopback, private, link-local or metadata address or an internal name")
+        if wildcard and host in PUBLIC_SUFFIXES:
+            raise bad(f"a wildcard over the public suffix {host!r} would admit anyone's names under it")
         self._patterns.append(("*." if wildcard else "") + host)
 
     @classmethod

@@ -53,10 +53,12 @@ class ApiGatewayFront:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:
-                front._serve(self)
-
-            do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
+            def __getattr__(self, name: str) -> Any:
+                # Every method (TRACE, OPTIONS, made-up ones) goes where API Gateway sends it: to a route, or
+                # to its 403 for none; http.server's own 501 page is no answer API Gateway gives.
+                if name.startswith("do_"):
+                    return lambda: front._serve(self)
+                raise AttributeError(name)
 
         self._server = ThreadingHTTPServer((host, port), _Request)
         self._server.daemon_threads = True
@@ -149,7 +151,9 @@ class ApiGatewayFront:
                 "accountId": "123456789012",
                 "apiId": "local",
             },
-            "body": body.decode("utf-8", "replace") if body else None,
+            # Bytes that are not UTF-8 stay visible (as lone surrogates) for the function to refuse; a
+            # replacement character would turn a malformed request into a different, valid one.
+            "body": body.decode("utf-8", "surrogateescape") if body else None,
             "isBase64Encoded": False,
         }
 
@@ -212,4 +216,5 @@ def _respond(request: BaseHTTPRequestHandler, status: int, headers: dict[str, st
             request.send_header(name, value)
     request.send_header("Content-Length", str(len(body)))
     request.end_headers()
-    request.wfile.write(body)
+    if request.command != "HEAD":  # a HEAD answer has the headers of a GET, never its body
+        request.wfile.write(body)
