@@ -7,7 +7,10 @@ PYTHON_FOR_VENV ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/pyth
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-REGION ?= us-east-1
+# The stack and region are samconfig.toml's (sam deploy's settings); `make deploy REGION=...` overrides both
+# the checks and the deploy alike.
+REGION ?= $(or $(shell sed -n 's/^region = "\(.*\)"/\1/p' samconfig.toml),us-east-1)
+STACK ?= $(or $(shell sed -n 's/^stack_name = "\(.*\)"/\1/p' samconfig.toml),polyv-retriever)
 # Tools that pin their own dependencies live in venvs of their own under .tools/, never in .venv:
 # uv (the lock tool, pinned with hashes in infra/tools/uv.txt) and the SAM CLI with cfn-lint (sam.txt).
 TOOLS := .tools
@@ -82,15 +85,14 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 typecheck: $(STAMP) ## mypy, strict
 	$(BIN)/mypy
 
-infra-check: $(STAMP) $(SAM_STAMP) ## sam validate --lint, statelint on the state machine, sam build (no container)
+infra-check: $(STAMP) $(SAM_STAMP) build ## sam validate --lint, statelint on the state machine, sam build (no container)
 	$(SAM) validate --lint --region $(REGION)
 	$(BIN)/statelint infra/statemachine/*.asl.json
-	$(SAM) build --region $(REGION)
 
 build: $(SAM_STAMP) ## sam build: each function from functions/requirements.txt (hashed) for arm64, no container
 	$(SAM) build --region $(REGION)
 
-deployed-check: $(STAMP) ## every distribution in .aws-sam/build has the version the tests ran (after build)
+deployed-check: $(STAMP) build ## every distribution sam build ships has the version the tests ran; all compiled
 	$(BIN)/python infra/tools/deployed_versions.py .aws-sam/build
 
 openapi: $(STAMP) ## regenerate infra/openapi.json from the API's models
@@ -113,21 +115,20 @@ EVENT ?= events/api_get_retrieval.json
 invoke: $(STAMP) ## one handler with a sample event, no container (FUNCTION=CheckStatusFunction EVENT=events/...)
 	$(BIN)/python -m polyv_retriever.local_stack.invoke $(FUNCTION) $(EVENT)
 
-# sam deploy's stack and region are in samconfig.toml; the credentials parameter is the template's default.
-STACK ?= polyv-retriever
+# The credentials parameter is the template's default.
 CREDENTIALS_PARAMETER ?= /polyv-retriever/credentials
 DEPLOY_HELPER := $(BIN)/python infra/tools/deploy_helper.py
 
 deploy-guided: $(STAMP) $(SAM_STAMP) ## first deploy: checks the credentials parameter, asks every setting, saves them
 	$(DEPLOY_HELPER) preflight $(CREDENTIALS_PARAMETER) $(REGION)
 	$(SAM) build --region $(REGION)
-	$(SAM) deploy --guided
+	$(SAM) deploy --guided --region $(REGION) --stack-name $(STACK)
 	$(DEPLOY_HELPER) outputs $(STACK) $(REGION)
 
 deploy: $(STAMP) $(SAM_STAMP) ## later deploys with the settings in samconfig.toml (needs AWS credentials)
 	$(DEPLOY_HELPER) preflight $(CREDENTIALS_PARAMETER) $(REGION)
 	$(SAM) build --region $(REGION)
-	$(SAM) deploy
+	$(SAM) deploy --region $(REGION) --stack-name $(STACK)
 	$(DEPLOY_HELPER) outputs $(STACK) $(REGION)
 
 clean: ## remove the venv and build output

@@ -45,7 +45,10 @@ def outputs(stack: str, region: str) -> int:
     api = values.get("ApiUrl", "")
     print(f"API:     {api}  (IAM auth: requests are SigV4-signed with your AWS credentials)")
     print(f"Bucket:  {values.get('BucketName', '-')}")
-    print("Start a retrieval (pip install awscurl), then GET the retrieval it returns:")
+    print("Start a retrieval and follow it with this project's CLI (SigV4 from your AWS credentials):")
+    print(f"  polyv-retriever submit --stack-name {stack} --region {region} YOUR_VID --expire-days 3")
+    print(f"  polyv-retriever get --stack-name {stack} --region {region} RETRIEVAL_ID --wait")
+    print("or with awscurl (pip install awscurl):")
     print(
         f"  awscurl --service execute-api --region {region} -X POST -H 'Content-Type: application/json' "
         f"""-d '{{"vids": ["YOUR_VID"], "expireDays": 3}}' {api}/retrievals"""

@@ -60,3 +60,12 @@ def test_after_deploy_the_api_url_and_a_request_to_copy() -> None:
     assert f"API:     {api}" in result.stdout
     assert f"{api}/retrievals" in result.stdout
     assert "awscurl --service execute-api --region us-east-1 -X POST" in result.stdout
+    # the project's own client, pointed at this stack: the command a user copies must be one the CLI takes
+    submit = next(line.strip() for line in result.stdout.splitlines() if "polyv-retriever submit" in line)
+    assert (
+        submit
+        == "polyv-retriever submit --stack-name deploy-test --region us-east-1 YOUR_VID --expire-days 3"
+    )
+    assert (
+        "polyv-retriever get --stack-name deploy-test --region us-east-1 RETRIEVAL_ID --wait" in result.stdout
+    )

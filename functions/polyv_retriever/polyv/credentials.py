@@ -100,7 +100,7 @@ def _ssm_error(name: str, exc: BaseException) -> InvalidInput | CredentialsError
     if code == "ParameterNotFound":
         return InvalidInput(
             f"{what}: it does not exist in this account and region",
-            hint="create it (README: Deploy) or name the right one with --credentials-parameter",
+            hint="create it (README: Deploying) or name the right one with --credentials-parameter",
         )
     if aws_access_refused(exc):
         return CredentialsError(
