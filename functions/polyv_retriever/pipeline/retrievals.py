@@ -103,6 +103,12 @@ class RetrievalService:
         number, latest = self._latest(task_id)
         if not ExecutionStatus(latest.status).terminal:
             raise RetrievalConflict(f"retrieval {task_id} attempt {number} is still {latest.status}")
+        if number >= MAX_ATTEMPTS:
+            # An attempt past the bound would run but never be found again by GET, list's links or cancel.
+            raise RetrievalConflict(
+                f"retrieval {task_id} has had {number} attempts, the limit is {MAX_ATTEMPTS}",
+                hint="start a new retrieval task for these videos (POST /retrievals with vids)",
+            )
         previous = ExecutionInput.model_validate(latest.input)
         only = None
         if retry_failed:
