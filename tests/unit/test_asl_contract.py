@@ -257,6 +257,14 @@ def test_the_attempt_budget_is_under_the_execution_timeout_and_the_poll_deadline
     assert deadline_max <= budget - 86400 + 3600  # a day (less the margin) for the last transfers
     assert int(template["Parameters"]["PollDeadlineSeconds"]["Default"]) <= deadline_max
     assert TRANSFER["TimeoutSeconds"] <= timeout
+    # The defaults outside the template say the same (they were 4 days when the timeout was 7).
+    from polyv_retriever.cli.deployed import EXECUTION_TIMEOUT_SECONDS
+    from polyv_retriever.pipeline.polling import PollPolicy
+
+    assert PollPolicy().budget_seconds == budget
+    assert timeout == EXECUTION_TIMEOUT_SECONDS
+    alarm = template["Resources"]["ExecutionsTimedOutAlarm"]["Properties"]["AlarmDescription"]
+    assert f"({timeout // 86400} days)" in alarm
 
 
 def _statements(resolved: Any, logical_id: str) -> list[dict[str, Any]]:

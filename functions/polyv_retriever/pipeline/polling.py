@@ -59,7 +59,7 @@ class PollPolicy:
     transfer_check_seconds: float = 30
     #: The attempt's whole budget: just under the execution's TimeoutSeconds, so that the state machine
     #: itself records a timed-out attempt (an execution killed by its timeout could not write a manifest).
-    budget_seconds: float = 4 * 86400 - 3600
+    budget_seconds: float = 7 * 86400 - 3600  # the ASL's TimeoutSeconds is 7 days (604800)
 
     @classmethod
     def from_env(cls) -> PollPolicy:
