@@ -153,6 +153,7 @@ class VideoProgress(BaseModel):
     model_config = _STRICT
     state: VideoState
     execution: str | None = Field(default=None, description="the transfer execution's name")
+    startedAt: float | None = Field(default=None, description="epoch seconds the dispatcher started it")
     key: str | None = None
     size: int | None = None
     crc32: str | None = None

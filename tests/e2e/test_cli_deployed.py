@@ -108,9 +108,35 @@ def test_list_shows_the_newest_first_and_cancel_stops_a_running_retrieval(stack:
     running = [r["retrievalId"] for r in json.loads(listed.stdout)["retrievals"]]
     assert running[0] == slow
 
-    cancelled = cli(stack, "cancel", slow)
+    # By the attempt's execution name, as the notice for a stopped or failed execution prints it.
+    cancelled = cli(stack, "cancel", f"{slow}.1")
     assert cancelled.returncode == 0, cancelled.stderr
     assert f"retrieval {slow}: cancel requested (202)" in cancelled.stdout
-    followed = cli(stack, "get", slow, "--wait", "--interval", "0.3")
+    followed = cli(stack, "get", f"{slow}.1", "--wait", "--interval", "0.3")
     assert followed.returncode == 1
     assert f"retrieval {slow} ended ABORTED" in followed.stderr
+    assert f"retrieval {slow}: ABORTED, CANCELLED" in followed.stdout
+
+
+def test_submit_rerun_starts_attempt_2_and_get_shows_either_attempt_by_name(stack: Stack) -> None:
+    task_id = stack.task([{"vid": "cli-again", "size": MiB, "outcome": "SUCCESS", "readyAfter": 100}])
+    assert cli(stack, "submit", "--task-id", task_id).returncode == 0
+    assert cli(stack, "get", task_id, "--wait", "--interval", "0.3").returncode == 0
+
+    rerun = cli(stack, "submit", "--task-id", task_id, "--rerun")
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"retrieval {task_id} started: RUNNING" in rerun.stdout
+    assert "(attempt 2)" in rerun.stdout
+    second = cli(stack, "get", f"{task_id}.2", "--wait", "--interval", "0.3")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert f"retrieval {task_id}: SUCCEEDED, COMPLETE (1 SKIPPED)" in second.stdout  # intact: not copied
+
+    first = cli(stack, "get", f"{task_id}.1")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith(f"retrieval {task_id} attempt 1: SUCCEEDED, started ")
+    assert "the latest is attempt 2: SUCCEEDED" in first.stdout
+    assert cli(stack, "get", f"{task_id}.3").returncode == 1  # no such attempt: RetrievalNotFound
+    refused = cli(stack, "cancel", f"{task_id}.1")
+    assert refused.returncode != 0
+    assert f"attempt 1 of {task_id} already ended" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1

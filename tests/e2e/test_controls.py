@@ -16,6 +16,7 @@ import pytest
 
 from polyv_retriever.local_stack.template import REGION
 from tests.e2e.conftest import Stack
+from tests.e2e.test_operations import client, drain, json_lines
 
 pytestmark = pytest.mark.e2e
 MiB = 1024 * 1024
@@ -74,6 +75,22 @@ def test_cancel_in_the_middle_of_a_transfer_stops_it_and_leaves_no_upload_open(s
     task_id = stack.task(
         [video("cancel-small", MiB, ready_after=100), video("cancel-big", 40 * MiB, ready_after=100)]
     )
+    events, sqs = client(stack, "events"), client(stack, "sqs")
+    queue = sqs.create_queue(QueueName="cancel-watch")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    events.put_rule(  # a user's pipeline that wants to hear of cancelled retrievals
+        Name="cancel-watch",
+        EventPattern=json.dumps(
+            {
+                "source": ["polyv-retriever"],
+                "detail-type": ["Retrieval Completed"],
+                "detail": {"outcome": ["CANCELLED"]},
+            }
+        ),
+    )
+    events.put_targets(Rule="cancel-watch", Targets=[{"Id": "queue", "Arn": queue_arn}])
     stack.emulator("POST", "faults", {"dl_rate_bytes_per_second": 1024 * 1024})
     try:
         stack.api("POST", "/retrievals", {"taskId": task_id, "prefix": "cancel/"})
@@ -88,6 +105,16 @@ def test_cancel_in_the_middle_of_a_transfer_stops_it_and_leaves_no_upload_open(s
         # The transfer that was running notices between parts; nothing stays open, nothing half-written.
         time.sleep(8)
         assert open_uploads(stack, root) == []
+        # Every transfer execution ended too. AWS shows a stopped one ABORTED at once; moto ends it (as
+        # FAILED) only when its running Lambda invocation returns, which it does at the cancel marker.
+        machine = f"arn:aws:states:{REGION}:123456789012:stateMachine:TransferStateMachine"
+
+        def children() -> dict[str, str]:
+            executions = stack.sfn.list_executions(stateMachineArn=machine)["executions"]
+            return {e["name"]: e["status"] for e in executions if e["name"].startswith(task_id)}
+
+        until(lambda: "RUNNING" not in children().values(), 20, f"the transfers to end: {children()}")
+        assert f"{task_id}.1.cancel-big" in children()
         assert not exists(stack, root + "cancel-big.mp4")
         assert (
             stack.s3.list_objects_v2(Bucket=stack.bucket, Prefix="_polyv-retriever/uploads/" + root).get(
@@ -106,6 +133,17 @@ def test_cancel_in_the_middle_of_a_transfer_stops_it_and_leaves_no_upload_open(s
         "cancel-big": "NOT_COPIED",
     }
     assert stack.api("DELETE", f"/retrievals/{task_id}")[0] == 409  # already ended
+
+    (detail,) = [
+        e["detail"] for e in map(json.loads, drain(sqs, queue, task_id)) if e["detail"]["taskId"] == task_id
+    ]
+    assert (detail["outcome"], detail["execution"]) == ("CANCELLED", f"{task_id}.1")
+    assert {k: n for k, n in detail["counts"].items() if n} == {"COPIED": 1, "NOT_COPIED": 1}
+    assert detail["manifest"] == f"s3://{stack.bucket}/{root}manifest.json"
+    assert detail["error"] == {"name": "RetrievalCancelled"}
+    # Counted like every other end (the Retrievals metric by outcome, from the Api function).
+    emf = [r for r in json_lines(stack.log.read_text()) if "_aws" in r and r.get("function") == "Api"]
+    assert any(r.get("Outcome") == "CANCELLED" and "Retrievals" in r for r in emf)
 
 
 def test_retry_failed_copies_only_what_failed(stack: Stack) -> None:

@@ -72,7 +72,8 @@ def finished(stack: Stack) -> dict[str, Any]:
             {"vid": "ops-bad", "size": MiB, "outcome": "FAIL", "readyAfter": 400},
         ]
     )
-    stack.emulator("POST", "faults", {"dl_5xx": 1})  # one download answers 503: retried, and logged
+    # One download and one Polyv API call answer 503: retried, logged and counted (Retries, PolyvErrors).
+    stack.emulator("POST", "faults", {"dl_5xx": 1, "api_5xx": 1})
     status, _ = stack.api("POST", "/retrievals", {"taskId": task_id, "prefix": "ops/"})
     assert status == 202
     done = stack.wait(task_id)
@@ -117,6 +118,13 @@ def test_people_get_a_one_line_notice_through_the_templates_rule(
 def test_the_functions_emit_emf_metrics_with_low_cardinality_dimensions(
     stack: Stack, finished: dict[str, Any]
 ) -> None:
+    # A retrieval run again: its intact video is SKIPPED (and counted so), not copied again. (A task of its
+    # own: the fixture's attempt 1 is what the log test reads.)
+    again = stack.task([{"vid": "ops-again", "size": MiB, "outcome": "SUCCESS", "readyAfter": 100}])
+    assert stack.api("POST", "/retrievals", {"taskId": again, "prefix": "ops/"})[0] == 202
+    stack.wait(again)
+    assert stack.api("POST", "/retrievals", {"taskId": again, "rerun": True})[0] == 202
+    assert stack.wait(again)["result"]["counts"]["SKIPPED"] == 1
     records = [r for r in json_lines(stack.log.read_text()) if "_aws" in r]
     seen: dict[str, list[dict[str, Any]]] = {}
     for record in records:
@@ -128,11 +136,13 @@ def test_the_functions_emit_emf_metrics_with_low_cardinality_dimensions(
         for metric in directive["Metrics"]:
             seen.setdefault(metric["Name"], []).append(record)
     expected = {"BytesCopied", "TransferSeconds", "Throughput", "UrlRefreshes", "Videos", "Polls"}
-    expected |= {"PollsPerTask", "Retrievals", "RetrievalBytes", "Retries"}
+    expected |= {"PollsPerTask", "Retrievals", "RetrievalBytes", "Retries", "PolyvErrors"}
     assert expected <= set(seen)
     outcomes = {r["Outcome"] for r in seen["Videos"]}
-    assert {"COPIED", "POLYV_FAIL"} <= outcomes
-    assert {r["Reason"] for r in seen["Retries"]} >= {"SourceUnavailable"}
+    assert {"COPIED", "SKIPPED", "POLYV_FAIL"} <= outcomes
+    assert "PolyvUnavailable" in {r["ErrorName"] for r in seen["PolyvErrors"]}
+    # The download's part retries are this series (README, Metrics): the Transfer's, by the reason.
+    assert ("Transfer", "SourceUnavailable") in {(r["function"], r["Reason"]) for r in seen["Retries"]}
     assert {r["function"] for r in seen["BytesCopied"]} == {"Transfer"}
     assert not any(secret in json.dumps(records) for secret in SECRETS)
 

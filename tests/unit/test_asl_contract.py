@@ -205,6 +205,37 @@ def test_every_lambda_task_retries_every_transient_error_never_a_permanent_one_a
         assert {"Lambda.ServiceException", "Lambda.TooManyRequestsException"} <= retried, name
 
 
+@pytest.mark.parametrize(("asl", "document"), MACHINES)
+def test_a_throttled_invocation_waits_for_concurrency_instead_of_failing_in_seconds(
+    asl: dict[str, Any], document: type[BaseModel]
+) -> None:
+    """A throttle means every slot is taken by invocations that run for minutes: three tries within 7 s
+    failed the video. Its own retrier (the first one naming it is the one Step Functions uses) waits long."""
+    for name, state in _lambda_tasks(asl["States"]).items():
+        naming = [r for r in state["Retry"] if "Lambda.TooManyRequestsException" in r["ErrorEquals"]]
+        assert len(naming) == 1, name
+        (throttle,) = naming
+        assert throttle["ErrorEquals"] == ["Lambda.TooManyRequestsException"], name
+        assert throttle["JitterStrategy"] == "FULL", name  # throttled together, retried apart
+        waits, delay = [], float(throttle["IntervalSeconds"])
+        for _ in range(throttle["MaxAttempts"]):
+            waits.append(min(delay, throttle.get("MaxDelaySeconds", delay)))
+            delay *= throttle["BackoffRate"]
+        assert waits[0] >= 30, name
+        assert 15 * 60 <= sum(waits) <= 3600, name  # outlasts a Transfer invocation (15 min), not for ever
+
+
+def test_the_transfer_functions_reserved_concurrency_is_optional_and_off_by_default() -> None:
+    from polyv_retriever.local_stack.template import ResolvedTemplate, load_template
+
+    template = load_template()
+    transfer = template["Resources"]["TransferFunction"]["Properties"]
+    default = ResolvedTemplate(template)
+    assert default.resolve(transfer).get("ReservedConcurrentExecutions") is None
+    reserved = ResolvedTemplate(template, {"TransferReservedConcurrency": "40"})
+    assert reserved.resolve(transfer)["ReservedConcurrentExecutions"] == "40"
+
+
 def test_the_tasks_that_must_not_lose_a_failure_catch_everything() -> None:
     for asl, name in ((RETRIEVAL, "CheckStatus"), (RETRIEVAL, "RecordFailure"), (TRANSFER, "Transfer")):
         assert asl["States"][name]["Catch"][0]["ErrorEquals"] == ["States.ALL"], name
@@ -226,6 +257,14 @@ def test_the_attempt_budget_is_under_the_execution_timeout_and_the_poll_deadline
     assert deadline_max <= budget - 86400 + 3600  # a day (less the margin) for the last transfers
     assert int(template["Parameters"]["PollDeadlineSeconds"]["Default"]) <= deadline_max
     assert TRANSFER["TimeoutSeconds"] <= timeout
+    # The defaults outside the template say the same (they were 4 days when the timeout was 7).
+    from polyv_retriever.cli.deployed import EXECUTION_TIMEOUT_SECONDS
+    from polyv_retriever.pipeline.polling import PollPolicy
+
+    assert PollPolicy().budget_seconds == budget
+    assert timeout == EXECUTION_TIMEOUT_SECONDS
+    alarm = template["Resources"]["ExecutionsTimedOutAlarm"]["Properties"]["AlarmDescription"]
+    assert f"({timeout // 86400} days)" in alarm
 
 
 def _statements(resolved: Any, logical_id: str) -> list[dict[str, Any]]:

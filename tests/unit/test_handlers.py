@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import Any
 
 import pytest
@@ -27,6 +28,8 @@ def test_check_status_returns_the_state_machines_view(
     result = check_status.handler({"taskId": TASK, "prefix": "p/"}, LocalContext("CheckStatus", 60))
     assert result["done"] is False
     assert 5 <= result["waitSeconds"] <= 7  # the configured wait, less up to 20% jitter
+    started = result["videos"]["a"].pop("startedAt")
+    assert abs(started - time.time()) < 60  # when the dispatcher started it (paces the queue's looks)
     assert result["videos"] == {"a": {"state": "RUNNING", "execution": f"{TASK}.1.a"}}
     assert launcher.started == [f"{TASK}.1.a"]
     assert f"p/{TASK}/_retrieval/status.json" in records.documents

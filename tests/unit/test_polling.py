@@ -263,3 +263,68 @@ def test_a_week_of_trickling_thaws_and_long_transfers_stays_far_below_the_histor
         now += progress.waitSeconds
     assert all(v.state is VideoState.COPIED for v in progress.videos.values())
     assert loops * 9 < 25_000 / 2, loops
+
+
+def _run_to_done(
+    ready_at: dict[str, float], duration: dict[str, float], policy: PollPolicy
+) -> tuple[int, dict[str, float], dict[str, float]]:
+    """Loop the real dispatcher on a simulated clock, the way the state machine does (CheckStatus, Wait
+    ``waitSeconds``). Each transfer ends ``duration`` after its start. Returns (loops, start and end time of
+    each transfer as the dispatcher saw them)."""
+    began: dict[str, float] = {}
+    ended: dict[str, float] = {}
+
+    class Polyv(FakePolyv):
+        now = 0.0
+
+        def get_task(self, task_id: str) -> Any:
+            self.statuses = {v: ("SUCCESS" if self.now >= t else "PROCESS") for v, t in ready_at.items()}
+            return super().get_task(task_id)
+
+    polyv, launcher = Polyv(), FakeLauncher()
+    progress, now, loops = None, 0.0, 0
+    while progress is None or not progress.done:
+        loops += 1
+        polyv.now = now
+        for vid, name in launcher.by_vid.items():
+            if launcher.executions[name].status == "RUNNING" and now >= began[vid] + duration[vid]:
+                launcher.finish(vid, {"status": "COPIED", "result": {"key": vid, "size": 1}})
+                ended[vid] = began[vid] + duration[vid]
+        progress = step(polyv, launcher, progress, now, policy)
+        for vid in launcher.by_vid:
+            began.setdefault(vid, now)
+        now += progress.waitSeconds
+    assert all(v.state is VideoState.COPIED for v in progress.videos.values())
+    return loops, began, ended
+
+
+def _slots_taken(
+    began: dict[str, float], ended: dict[str, float], concurrency: int
+) -> list[tuple[str, float]]:
+    """(vid, when the slot it took was freed) for every video that waited for a slot: the n-th of them in
+    start order took the n-th slot to free."""
+    waited = sorted(began, key=lambda v: began[v])[concurrency:]
+    return list(zip(waited, sorted(ended.values()), strict=False))
+
+
+def test_a_freed_slot_is_refilled_within_the_first_wait_while_videos_are_queued() -> None:
+    """30 videos ready together, 40 s each, 10 at once: back to back that is 120 s. The look at the
+    transfers used to double while nothing changed (30, 60, ...), so the second ten started 50 s after the
+    first ten ended, and the task took 270 s."""
+    vids = [f"v{i:02d}" for i in range(30)]
+    policy = PollPolicy(jitter=0.0, concurrency=10, transfer_check_seconds=30)
+    _, began, ended = _run_to_done(dict.fromkeys(vids, 0.0), dict.fromkeys(vids, 40.0), policy)
+    for vid, freed in _slots_taken(began, ended, policy.concurrency):
+        assert began[vid] - freed <= policy.transfer_check_seconds, vid
+    assert max(ended.values()) <= 120 + 3 * policy.transfer_check_seconds
+
+
+def test_the_worst_queue_stays_far_below_the_history_limit() -> None:
+    """100 videos ready at once, copies of 10 min to 6 h, 10 at once: a queue for most of two days, looked
+    at often. Each loop is 9 history events of Step Functions' 25,000."""
+    rng = random.Random(5)
+    vids = [f"v{i:03d}" for i in range(100)]
+    duration = {vid: rng.uniform(600, 6 * 3600) for vid in vids}
+    policy = PollPolicy(deadline_seconds=6 * 86400 + 60, budget_seconds=7 * 86400 - 3600)
+    loops, _, _ = _run_to_done(dict.fromkeys(vids, 0.0), duration, policy)
+    assert loops * 9 < 25_000 / 2, loops

@@ -133,7 +133,10 @@ def test_the_completion_notice_reads_as_a_sentence_from_the_real_event() -> None
 
 def test_tracing_is_on_for_functions_state_machine_and_api() -> None:
     assert TEMPLATE["Globals"]["Function"]["Tracing"] == "Active"
-    assert RESOURCES["RetrievalStateMachine"]["Properties"]["Tracing"] == {"Enabled": True}
+    state_machines = [k for k, v in RESOURCES.items() if v["Type"] == "AWS::Serverless::StateMachine"]
+    assert sorted(state_machines) == ["RetrievalStateMachine", "TransferStateMachine"]
+    for name in state_machines:
+        assert RESOURCES[name]["Properties"].get("Tracing") == {"Enabled": True}, name
     assert RESOURCES["RetrievalApi"]["Properties"]["TracingEnabled"] is True
 
 

@@ -26,6 +26,8 @@ DEFAULT_STACK = "polyv-retriever"
 _EXECUTE_API_HOST = re.compile(r"^[a-z0-9]+\.execute-api\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
 #: Statuses after which a retrieval no longer changes.
 FINISHED = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+#: The retrieval state machine's TimeoutSeconds: an attempt cannot run longer (a unit test keeps them equal).
+EXECUTION_TIMEOUT_SECONDS = 7 * 86400
 
 
 # --- the client -------------------------------------------------------------------------------------------
@@ -52,16 +54,24 @@ class DeployedApi:
         self._credentials = credentials
         self._http = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=10, read=60))
 
-    def signed_headers(self, method: str, url: str, body: bytes | None) -> dict[str, str]:
+    def signed_headers(
+        self, method: str, url: str, body: bytes | None, extra: dict[str, str] | None = None
+    ) -> dict[str, str]:
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
 
-        request = AWSRequest(method=method, url=url, data=body or b"", headers=_content_type(body))
+        headers = {**_content_type(body), **(extra or {})}
+        request = AWSRequest(method=method, url=url, data=body or b"", headers=headers)
         SigV4Auth(self._credentials.get_frozen_credentials(), "execute-api", self.region).add_auth(request)
         return dict(request.headers.items())
 
     def call(
-        self, method: str, path: str, body: dict[str, Any] | None = None, query: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        query: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, Any]]:
         import urllib3
 
@@ -71,7 +81,7 @@ class DeployedApi:
         data = json.dumps(body).encode() if body is not None else None
         try:
             response = self._http.request(
-                method, url, body=data, headers=self.signed_headers(method, url, data)
+                method, url, body=data, headers=self.signed_headers(method, url, data, headers)
             )
         except urllib3.exceptions.HTTPError as exc:
             raise ApiUnavailable(
@@ -175,30 +185,69 @@ def cmd_submit(args: argparse.Namespace) -> int:
         raise errors.InvalidInput("VIDs need --expire-days (1-7)")
     if args.task_id and args.expire_days is not None:
         raise errors.InvalidInput("--expire-days goes with VIDs, not with --task-id")
+    if (args.rerun or args.retry_failed) and not args.task_id:
+        raise errors.InvalidInput("--rerun and --retry-failed go with --task-id")
+    if args.rerun and args.retry_failed:
+        raise errors.InvalidInput("--rerun runs every video again, --retry-failed only the failed: not both")
+    if args.idempotency_key is not None and not args.vids:
+        raise errors.InvalidInput("--idempotency-key goes with VIDs (a request that creates a Polyv task)")
     body: dict[str, Any] = (
         {"taskId": args.task_id} if args.task_id else {"vids": args.vids, "expireDays": args.expire_days}
     )
-    if args.prefix is not None:
-        body["prefix"] = args.prefix
-    status, answer = _api(args).call("POST", "/retrievals", body)
+    # The API validates the values (and names what is wrong); the CLI only passes what was given.
+    for field, value in (
+        ("prefix", args.prefix),
+        ("storageClass", args.storage_class),
+        ("rerun", args.rerun or None),
+        ("retryFailed", args.retry_failed or None),
+    ):
+        if value is not None:
+            body[field] = value
+    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
+    status, answer = _api(args).call("POST", "/retrievals", body, headers=headers)
     if args.json:
         print(json.dumps(answer, ensure_ascii=False))
         return 0
     for retrieval in answer.get("retrievals", [answer]):
         verb = "started" if status == 202 else "already exists"
         where = retrieval["destination"]
-        print(f"retrieval {retrieval['retrievalId']} {verb}: {retrieval['status']} -> {where}")
+        print(
+            f"retrieval {retrieval['retrievalId']} {verb}: {retrieval['status']} -> {where} "
+            f"(attempt {retrieval.get('attempt', 1)})"
+        )
     return 0
+
+
+def split_attempt(retrieval_id: str) -> tuple[str, int | None]:
+    """``TASK`` or an attempt's execution name ``TASK.N`` (what the notices and the console show) ->
+    (the retrieval id the API knows, the attempt asked for or None)."""
+    from polyv_retriever.attempts import parse_attempt_name
+
+    parsed = parse_attempt_name(retrieval_id)
+    return parsed if parsed is not None else (retrieval_id, None)
+
+
+def _attempt_entry(retrieval: dict[str, Any], attempt: int) -> dict[str, Any]:
+    for entry in retrieval.get("attempts", []):
+        if entry.get("attempt") == attempt:
+            return dict(entry)
+    raise errors.RetrievalNotFound(
+        f"retrieval {retrieval['retrievalId']} has no attempt {attempt} (it has {retrieval['attempt']})"
+    )
 
 
 def cmd_get(args: argparse.Namespace) -> int:
     api = _api(args)
+    task_id, attempt = split_attempt(args.retrieval_id)
 
     def fetch() -> dict[str, Any]:
-        return api.call("GET", f"/retrievals/{args.retrieval_id}")[1]
+        return api.call("GET", f"/retrievals/{task_id}")[1]
 
-    waited = args.wait
-    retrieval = follow(fetch, args.timeout, interval=args.interval, quiet=args.json) if waited else fetch()
+    retrieval = fetch()
+    if attempt is not None and attempt != retrieval["attempt"]:
+        return _show_earlier_attempt(retrieval, _attempt_entry(retrieval, attempt), args)
+    if args.wait:
+        retrieval = follow(fetch, args.timeout, interval=args.interval, quiet=args.json)
     if args.json:
         print(json.dumps(retrieval, ensure_ascii=False))
     else:
@@ -206,6 +255,21 @@ def cmd_get(args: argparse.Namespace) -> int:
 
         print_summary(retrieval)
     return finished_exit_code(retrieval) if args.wait else 0
+
+
+def _show_earlier_attempt(retrieval: dict[str, Any], entry: dict[str, Any], args: argparse.Namespace) -> int:
+    """The API details the latest attempt only; an earlier one (always ended) is its status and times."""
+    task_id = retrieval["retrievalId"]
+    if args.json:
+        print(json.dumps({"retrievalId": task_id, **entry}, ensure_ascii=False))
+    else:
+        print(
+            f"retrieval {task_id} attempt {entry['attempt']}: {entry['status']}, "
+            f"started {entry['startedAt']}, stopped {entry.get('stoppedAt') or '-'}; "
+            f"the latest is attempt {retrieval['attempt']}: {retrieval['status']} "
+            f"(polyv-retriever get {task_id})"
+        )
+    return 0 if not args.wait or entry["status"] == "SUCCEEDED" else 1
 
 
 def follow(
@@ -283,11 +347,23 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    status, answer = _api(args).call("DELETE", f"/retrievals/{args.retrieval_id}")
+    api = _api(args)
+    task_id, attempt = split_attempt(args.retrieval_id)
+    if attempt is not None:
+        # DELETE stops the latest attempt: refuse rather than stop another one than the one named.
+        retrieval = api.call("GET", f"/retrievals/{task_id}")[1]
+        if attempt != retrieval["attempt"]:
+            entry = _attempt_entry(retrieval, attempt)
+            raise errors.RetrievalConflict(
+                f"attempt {attempt} of {task_id} already ended ({entry['status']}); the latest is attempt "
+                f"{retrieval['attempt']} ({retrieval['status']})",
+                hint=f"polyv-retriever cancel {task_id} stops the latest attempt",
+            )
+    status, answer = api.call("DELETE", f"/retrievals/{task_id}")
     if args.json:
         print(json.dumps(answer, ensure_ascii=False))
     else:
-        print(f"retrieval {args.retrieval_id}: cancel requested ({status}); now {answer.get('status', '?')}")
+        print(f"retrieval {task_id}: cancel requested ({status}); now {answer.get('status', '?')}")
     return 0
 
 
@@ -313,15 +389,34 @@ def add_parsers(commands: Any, parser_class: type[argparse.ArgumentParser]) -> N
     submit.add_argument("--task-id", help="an existing Polyv retrieval task")
     submit.add_argument("--expire-days", type=int, help="with VIDs: 1-7 days the thawed files stay")
     submit.add_argument("--prefix", help="S3 key prefix (default: the API's, polyv/)")
+    submit.add_argument(
+        "--storage-class",
+        help="S3 storage class of the objects (STANDARD, INTELLIGENT_TIERING, STANDARD_IA, GLACIER_IR, "
+        "DEEP_ARCHIVE; default: the stack's StorageClass)",
+    )
+    submit.add_argument(
+        "--rerun", action="store_true", help="with --task-id: a new attempt of a finished retrieval"
+    )
+    submit.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="with --task-id: a new attempt of only the videos that failed on our side",
+    )
+    submit.add_argument(
+        "--idempotency-key", help="with VIDs: a repeat with the same key answers the same retrievals"
+    )
     submit.set_defaults(run=cmd_submit)
 
     get = commands.add_parser("get", parents=[common], help="where a retrieval stands (--wait: follow it)")
-    get.add_argument("retrieval_id", metavar="ID")
+    get.add_argument("retrieval_id", metavar="ID", help="a retrieval (task) id, or an attempt's TASK.N")
     get.add_argument(
         "--wait", action="store_true", help="follow it live until it ends; exit 0 only if COMPLETE"
     )
     get.add_argument(
-        "--timeout", type=float, default=4 * 86400, help="with --wait: give up after this many seconds"
+        "--timeout",
+        type=float,
+        default=EXECUTION_TIMEOUT_SECONDS,
+        help="with --wait: give up after this many seconds (default: 7 days, the execution's timeout)",
     )
     get.add_argument("--interval", type=float, default=5.0, help="with --wait: seconds between looks")
     get.set_defaults(run=cmd_get)
@@ -332,5 +427,7 @@ def add_parsers(commands: Any, parser_class: type[argparse.ArgumentParser]) -> N
     listing.set_defaults(run=cmd_list)
 
     cancel = commands.add_parser("cancel", parents=[common], help="stop a running retrieval")
-    cancel.add_argument("retrieval_id", metavar="ID")
+    cancel.add_argument(
+        "retrieval_id", metavar="ID", help="a retrieval (task) id, or its running attempt's TASK.N"
+    )
     cancel.set_defaults(run=cmd_cancel)

@@ -124,6 +124,7 @@ def service() -> RetrievalService:
         runtime.settings().bucket_name,
         runtime.polyv_client,
         runtime.canceller,
+        events=runtime.events,
     )
 
 

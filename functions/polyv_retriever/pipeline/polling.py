@@ -11,8 +11,10 @@ Polyv is queried on its own schedule: the wait starts short and grows geometrica
 that many executions started together do not poll in step (its rate limit is per IP for the whole API).
 While transfers run, the loop also wakes to start the next queued video and to notice the end, without
 querying Polyv any more often: ``transfer_check_seconds`` after a transfer started or ended, doubling to the
-poll cap while nothing changes. So a task whose transfers run for days still costs at most ~2,000 loops
-(9 history events each) of Step Functions' 25,000 events (a unit test runs the worst case).
+poll cap while nothing changes, but while a video waits for a slot never more than a quarter of the
+youngest running transfer's age (so a freed slot is refilled within 30 s for short copies, within a quarter
+of a long copy's time for long ones). So a task whose transfers run for days still costs at most ~1,300
+loops (9 history events each) of Step Functions' 25,000 events (unit tests run the worst cases).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class PollPolicy:
     transfer_check_seconds: float = 30
     #: The attempt's whole budget: just under the execution's TimeoutSeconds, so that the state machine
     #: itself records a timed-out attempt (an execution killed by its timeout could not write a manifest).
-    budget_seconds: float = 4 * 86400 - 3600
+    budget_seconds: float = 7 * 86400 - 3600  # the ASL's TimeoutSeconds is 7 days (604800)
 
     @classmethod
     def from_env(cls) -> PollPolicy:
@@ -101,6 +103,9 @@ class TransferLauncher(Protocol):
 
 
 _NAME_LIMIT = 80  # Step Functions' limit for execution names
+#: While videos are queued for a slot, the transfers are looked at after at most this share of the youngest
+#: running transfer's age (see ``_queue_wait``).
+QUEUE_LOOK_FRACTION = 0.25
 
 
 def transfer_execution_name(task_id: str, attempt: int, vid: str) -> str:
@@ -141,7 +146,7 @@ def advance(
         polyv_done = _poll_polyv(client, records, layout, event, progress, policy, now)
 
     changed = _collect_ended(launcher, event, progress)
-    changed += _start_queued(launcher, event, progress, policy)
+    changed += _start_queued(launcher, event, progress, policy, now)
 
     states = [v.state for v in progress.videos.values()]
     transfers_pending = any(not s.terminal for s in states)
@@ -159,8 +164,31 @@ def advance(
             else min(policy.max_wait_seconds, progress.checkWait * 2)
         )
         waits.append(progress.checkWait)
+        queue_wait = _queue_wait(progress, policy, now)
+        if queue_wait is not None:
+            waits.append(queue_wait)
     progress.waitSeconds = max(1, round(min(waits)))
     return progress
+
+
+def _queue_wait(progress: PollProgress, policy: PollPolicy, now: float) -> float | None:
+    """While a video waits for a slot, the next look at the transfers: at most a quarter of the youngest
+    running transfer's age (never under ``transfer_check_seconds``). None when nothing is queued.
+
+    A transfer that ends before that look is at least as old as the youngest, so its slot stands idle at
+    most max(transfer_check_seconds, a quarter of its own duration): a queue of 40-second copies moves
+    every 30 s, while six-hour copies are looked at about every 1.25x of their age (a few dozen loops per
+    start, not one every 30 s for days, which would pass Step Functions' 25,000 history events).
+    """
+    if not any(v.state is VideoState.QUEUED for v in progress.videos.values()):
+        return None
+    ages = [
+        now - v.startedAt
+        for v in progress.videos.values()
+        if v.state is VideoState.RUNNING and v.startedAt is not None
+    ]
+    youngest = min(ages, default=0.0)
+    return max(policy.transfer_check_seconds, youngest * QUEUE_LOOK_FRACTION)
 
 
 def _poll_polyv(  # noqa: PLR0917 - one step's whole context, private
@@ -252,7 +280,11 @@ def _ended(name: str, execution: ExecutionView) -> VideoProgress:
 
 
 def _start_queued(
-    launcher: TransferLauncher, event: CheckStatusEvent, progress: PollProgress, policy: PollPolicy
+    launcher: TransferLauncher,
+    event: CheckStatusEvent,
+    progress: PollProgress,
+    policy: PollPolicy,
+    now: float,
 ) -> int:
     """Start queued videos while slots are free; how many were started."""
     running = sum(1 for v in progress.videos.values() if v.state is VideoState.RUNNING)
@@ -273,7 +305,7 @@ def _start_queued(
                 options=event.options,
             ),
         )
-        video.state, video.execution = VideoState.RUNNING, name
+        video.state, video.execution, video.startedAt = VideoState.RUNNING, name, now
         running += 1
         started += 1
     return started

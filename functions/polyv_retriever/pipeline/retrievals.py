@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from polyv_retriever import observability
+from polyv_retriever.attempts import attempt_name, parse_attempt_name
 from polyv_retriever.contracts import (
     LANDED,
     RETRIED_BY_RETRY_FAILED,
@@ -33,15 +35,7 @@ from polyv_retriever.polyv.models import validate_task_id
 
 #: Attempts are looked up one by one (``{taskId}.1``, ``.2``, ...): a bound keeps a GET cheap.
 MAX_ATTEMPTS = 50
-
-
-def attempt_name(task_id: str, attempt: int) -> str:
-    return f"{task_id}.{attempt}"
-
-
-def parse_attempt_name(name: str) -> tuple[str, int] | None:
-    task_id, _, number = name.rpartition(".")
-    return (task_id, int(number)) if task_id and number.isdigit() else None
+__all__ = ["MAX_ATTEMPTS", "RetrievalService", "attempt_name", "parse_attempt_name"]
 
 
 def _bytes_in_s3(record: dict[str, Any]) -> int:
@@ -58,10 +52,14 @@ class RetrievalService:
         bucket: str,
         polyv: Callable[[], PolyvClient],
         canceller: Callable[[], Canceller],
+        *,
+        events: Callable[[], Any] | None = None,
     ) -> None:
         self.retrievals, self.records, self.bucket = retrievals, records, bucket
-        self._polyv = polyv  # factories: credentials and the canceller are only needed by some routes
+        # factories: credentials, the canceller and EventBridge are only needed by some routes
+        self._polyv = polyv
         self._canceller = canceller
+        self._events = events
 
     # --- attempts -----------------------------------------------------------------------------------------
 
@@ -105,6 +103,12 @@ class RetrievalService:
         number, latest = self._latest(task_id)
         if not ExecutionStatus(latest.status).terminal:
             raise RetrievalConflict(f"retrieval {task_id} attempt {number} is still {latest.status}")
+        if number >= MAX_ATTEMPTS:
+            # An attempt past the bound would run but never be found again by GET, list's links or cancel.
+            raise RetrievalConflict(
+                f"retrieval {task_id} has had {number} attempts, the limit is {MAX_ATTEMPTS}",
+                hint="start a new retrieval task for these videos (POST /retrievals with vids)",
+            )
         previous = ExecutionInput.model_validate(latest.input)
         only = None
         if retry_failed:
@@ -164,7 +168,16 @@ class RetrievalService:
                 manifest.videos.append(ManifestVideo(vid=vid[:200], outcome=VideoOutcome.NOT_COPIED))
         manifest.videos.sort(key=lambda v: v.vid)
         manifest.counts = {o: sum(1 for v in manifest.videos if v.outcome is o) for o in VideoOutcome}
-        write_manifest(self.records, self.bucket, document.prefix, manifest)
+        summary = write_manifest(self.records, self.bucket, document.prefix, manifest)
+        if self._events is not None:
+            # A stopped execution never reaches Finalize: the cancel is announced here, as Finalize announces
+            # every other end (the event for users' pipelines, the Retrievals/Videos metrics).
+            observability.announce_completion(
+                self._events(),
+                dump(summary),
+                execution=latest.name,
+                started_at=latest.started.timestamp(),
+            )
         return self.describe(retrieval_id)
 
     def describe(self, retrieval_id: str) -> dict[str, Any]:
