@@ -5,95 +5,18 @@ document, each Lambda's event and result, the transfer state machine's input and
 the summary. The handlers parse their events with these models, the core returns them, and
 ``tests/unit/test_asl_contract.py`` checks every path the ASL reads (``ResultSelector``, ``Choice``,
 ``Pass``, ``ItemsPath``, ``SecondsPath``, ``Payload``) against them, so the definition and the code cannot
-drift. The status vocabularies are enums here, not string literals spread over many files.
+drift. The status vocabularies are the enums of ``vocabulary``.
 
 No Lambda types in here: the CLI and the tests use the same models.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# --- vocabularies -----------------------------------------------------------------------------------------
-
-
-class ExecutionStatus(StrEnum):
-    """A retrieval attempt as Step Functions reports it (the API's ``status``)."""
-
-    RUNNING = "RUNNING"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    TIMED_OUT = "TIMED_OUT"
-    ABORTED = "ABORTED"
-    PENDING_REDRIVE = "PENDING_REDRIVE"
-
-    @property
-    def terminal(self) -> bool:
-        return self not in (ExecutionStatus.RUNNING, ExecutionStatus.PENDING_REDRIVE)
-
-
-class Outcome(StrEnum):
-    """The manifest's verdict on a whole retrieval attempt (also the completion event's ``outcome``)."""
-
-    COMPLETE = "COMPLETE"  # every video is in S3 (copied now or already there)
-    PARTIAL = "PARTIAL"  # some video failed, on Polyv's side or ours
-    FAILED = "FAILED"  # the retrieval as a whole failed (credentials, the poll deadline, ...)
-    TIMED_OUT = "TIMED_OUT"  # the attempt ran out of its time budget; what was copied is listed
-    CANCELLED = "CANCELLED"  # an operator stopped it (DELETE); what was copied is listed
-
-
-class VideoOutcome(StrEnum):
-    """One video's line in the manifest."""
-
-    COPIED = "COPIED"  # copied by this attempt, verified in S3
-    SKIPPED = "SKIPPED"  # already in S3 and intact
-    FAILED = "FAILED"  # our transfer failed after its retries; ``error`` says why
-    POLYV_FAIL = "POLYV_FAIL"  # Polyv could not thaw it
-    INVALID_VID = "INVALID_VID"  # Polyv answered a vid that cannot be a key: refused, nothing written
-    NOT_COPIED = "NOT_COPIED"  # the attempt was cancelled or timed out before it was copied
-
-
-#: Outcomes whose object is in S3.
-LANDED = frozenset({VideoOutcome.COPIED, VideoOutcome.SKIPPED})
-#: Outcomes a ``retryFailed`` attempt tries again (Polyv's own failures cannot be fixed by us).
-RETRIED_BY_RETRY_FAILED = frozenset({VideoOutcome.FAILED, VideoOutcome.NOT_COPIED})
-
-
-class TransferStatus(StrEnum):
-    """What one Transfer invocation reports."""
-
-    COPIED = "COPIED"
-    SKIPPED = "SKIPPED"
-    CONTINUE = "CONTINUE"  # time ran low: invoke again with ``continuation``
-    FAILED = "FAILED"  # set by the transfer state machine's Catch, never by the function
-
-
-class VideoState(StrEnum):
-    """A video's place in the retrieval's dispatcher (the parent state machine's state document)."""
-
-    QUEUED = "QUEUED"  # SUCCESS on Polyv, waiting for a transfer slot
-    RUNNING = "RUNNING"  # its transfer execution runs
-    COPIED = "COPIED"
-    SKIPPED = "SKIPPED"
-    FAILED = "FAILED"
-
-    @property
-    def terminal(self) -> bool:
-        return self not in (VideoState.QUEUED, VideoState.RUNNING)
-
-
-class StorageClass(StrEnum):
-    """S3 storage classes a retrieval may write (a backup usually wants a cold one)."""
-
-    STANDARD = "STANDARD"
-    INTELLIGENT_TIERING = "INTELLIGENT_TIERING"
-    STANDARD_IA = "STANDARD_IA"
-    GLACIER_IR = "GLACIER_IR"
-    DEEP_ARCHIVE = "DEEP_ARCHIVE"
-
+from polyv_retriever.vocabulary import Outcome, StorageClass, TransferStatus, VideoOutcome, VideoState
 
 # --- the one error shape -------------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from polyv_retriever.aws_errors import AWS_ERRORS, events_error
 from polyv_retriever.errors import EventNotDelivered, RetrieverError
+from polyv_retriever.vocabulary import LANDED, TransferStatus
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -239,7 +240,7 @@ def record_transfer(result: dict[str, Any]) -> None:
     if moved and seconds > 0:
         metric("Throughput", moved / seconds / 1e6, MetricUnit.MegabytesPerSecond)
     metric("UrlRefreshes", int(summary.get("urlRefreshes") or 0))
-    if result.get("status") in ("COPIED", "SKIPPED"):
+    if result.get("status") in (TransferStatus.COPIED, TransferStatus.SKIPPED):
         metric("Videos", 1, Outcome=str(result["status"]))
 
 
@@ -301,7 +302,7 @@ def announce_completion(
         )
     counts = detail["counts"]
     for outcome, number in counts.items():  # COPIED and SKIPPED are counted as each transfer ends
-        if number and outcome not in ("COPIED", "SKIPPED"):
+        if number and outcome not in LANDED:
             metric("Videos", number, Outcome=str(outcome))
     metric("Retrievals", 1, Outcome=str(detail["outcome"]))
     metric("RetrievalBytes", detail["bytes"], MetricUnit.Bytes)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from polyv_retriever import contracts, errors
+from polyv_retriever import contracts, errors, vocabulary
 
 ASL_DIR = Path(__file__).parents[2] / "infra/statemachine"
 RETRIEVAL = json.loads((ASL_DIR / "retrieval.asl.json").read_text())
@@ -45,7 +45,7 @@ class TransferDocument(contracts.TransferResult):
     """The transfer execution's data: its input, then a Transfer result, or the Catch's error beside it."""
 
     model_config = contracts.ConfigDict(extra="forbid")
-    status: contracts.TransferStatus | None = None  # type: ignore[assignment]
+    status: vocabulary.TransferStatus | None = None  # type: ignore[assignment]
     result: contracts.TransferSummary | None = None  # type: ignore[assignment]
     error: contracts.StepFunctionsError | None = None
 
@@ -183,9 +183,9 @@ def test_every_path_a_choice_wait_pass_or_fail_reads_is_in_the_state_document(
 
 def test_the_choices_compare_with_the_vocabulary() -> None:
     more = TRANSFER["States"]["MoreToCopy?"]["Choices"][0]
-    assert more["StringEquals"] in contracts.TransferStatus.__members__
+    assert more["StringEquals"] in vocabulary.TransferStatus.__members__
     failed = TRANSFER["States"]["TransferFailed"]["Parameters"]["status"]
-    assert failed == contracts.TransferStatus.FAILED
+    assert failed == vocabulary.TransferStatus.FAILED
     contracts.TransferFailure.model_validate({"vid": "v", "status": failed, "error": {"Error": "X"}})
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from polyv_retriever.contracts import RetrievalOptions, StorageClass
+from polyv_retriever.contracts import RetrievalOptions
 from polyv_retriever.pipeline.creation import chunks, fingerprint
+from polyv_retriever.vocabulary import StorageClass
 
 
 def test_the_same_request_in_any_order_has_the_same_identity_and_any_option_changes_it() -> None:

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from polyv_retriever.contracts import CheckStatusEvent, PollProgress, VideoState
+from polyv_retriever.contracts import CheckStatusEvent, PollProgress
 from polyv_retriever.errors import PollLimitExceeded, RetrievalTimedOut
 from polyv_retriever.pipeline.polling import PollPolicy, advance, transfer_execution_name
 from polyv_retriever.pipeline.records import RetrievalLayout
+from polyv_retriever.vocabulary import VideoState
 from tests.fakes import FakeLauncher, FakePolyv, InMemoryRecords
 
 LAYOUT = RetrievalLayout("polyv/", "0123456789abcdef0123456789abcdef")

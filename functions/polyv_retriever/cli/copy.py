@@ -31,6 +31,7 @@ from polyv_retriever.transfer.allowlist import DownloadAllowList
 from polyv_retriever.transfer.engine import TransferEngine, TransferResult, TransferSettings
 from polyv_retriever.transfer.s3_multipart import S3Destination, s3_client
 from polyv_retriever.transfer.source import HttpSource
+from polyv_retriever.vocabulary import TransferStatus
 
 _S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<key>.+)$")
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
@@ -87,7 +88,8 @@ def cmd_copy(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace, dest: S3Destination, result: TransferResult) -> int:
-    if result.status == "CONTINUE" and result.continuation is not None:  # only ever a kept interruption
+    # CONTINUE from the CLI is only ever an interruption the user asked to keep
+    if result.status == TransferStatus.CONTINUE and result.continuation is not None:
         kept = result.continuation
         print(
             f"polyv-retriever: interrupted: kept multipart upload {kept.upload_id} of {dest.uri} and its "
@@ -101,7 +103,7 @@ def _report(args: argparse.Namespace, dest: S3Destination, result: TransferResul
         print(json.dumps(result.to_dict()))
     elif not args.quiet:
         rate = result.bytes_transferred / result.seconds / 1e6 if result.seconds else 0.0
-        verb = "already there, intact:" if result.status == "SKIPPED" else "copied"
+        verb = "already there, intact:" if result.status == TransferStatus.SKIPPED else "copied"
         print(
             f"{verb} {result.size:,} bytes to {result.uri} in {result.seconds:.1f} s ({rate:,.1f} MB/s, "
             f"{result.parts} parts, {'ranged' if result.ranged else 'single stream'}); CRC32 {result.crc32}"

@@ -21,11 +21,12 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from polyv_retriever import errors
+from polyv_retriever.vocabulary import ExecutionStatus, Outcome
 
 DEFAULT_STACK = "polyv-retriever"
 _EXECUTE_API_HOST = re.compile(r"^[a-z0-9]+\.execute-api\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
 #: Statuses after which a retrieval no longer changes.
-FINISHED = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+FINISHED = tuple(s for s in ExecutionStatus if s.terminal)
 #: The retrieval state machine's TimeoutSeconds: an attempt cannot run longer (a unit test keeps them equal).
 EXECUTION_TIMEOUT_SECONDS = 7 * 86400
 
@@ -269,7 +270,7 @@ def _show_earlier_attempt(retrieval: dict[str, Any], entry: dict[str, Any], args
             f"the latest is attempt {retrieval['attempt']}: {retrieval['status']} "
             f"(polyv-retriever get {task_id})"
         )
-    return 0 if not args.wait or entry["status"] == "SUCCEEDED" else 1
+    return 0 if not args.wait or entry["status"] == ExecutionStatus.SUCCEEDED else 1
 
 
 def follow(
@@ -305,7 +306,7 @@ def follow(
 def finished_exit_code(retrieval: dict[str, Any]) -> int:
     """0 only for a retrieval that ended COMPLETE; otherwise one line on stderr saying how it ended."""
     outcome = (retrieval.get("result") or {}).get("outcome")
-    if retrieval["status"] == "SUCCEEDED" and outcome == "COMPLETE":
+    if retrieval["status"] == ExecutionStatus.SUCCEEDED and outcome == Outcome.COMPLETE:
         return 0
     error = retrieval.get("error") or (retrieval.get("result") or {}).get("error") or {}
     because = f": {error.get('name')}: {error.get('cause')}" if error.get("name") else ""
@@ -422,7 +423,7 @@ def add_parsers(commands: Any, parser_class: type[argparse.ArgumentParser]) -> N
     get.set_defaults(run=cmd_get)
 
     listing = commands.add_parser("list", parents=[common], help="retrievals, newest first")
-    listing.add_argument("--status", choices=["RUNNING", *FINISHED])
+    listing.add_argument("--status", choices=[ExecutionStatus.RUNNING, *FINISHED])
     listing.add_argument("--limit", type=int, default=20)
     listing.set_defaults(run=cmd_list)
 

@@ -28,6 +28,7 @@ from polyv_retriever.cli.view import print_summary
 from polyv_retriever.polyv import credentials
 from polyv_retriever.polyv.client import PolyvClient
 from polyv_retriever.transfer.s3_multipart import S3Destination
+from polyv_retriever.vocabulary import LANDED, ExecutionStatus, VideoOutcome
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -190,7 +191,7 @@ def _verify(stack: LocalStack, retrieval: dict[str, Any], *, demo: bool) -> list
 
     s3: S3Client = boto3.client("s3")
     problems = []
-    if retrieval["status"] != "SUCCEEDED":
+    if retrieval["status"] != ExecutionStatus.SUCCEEDED:
         error = retrieval.get("error") or {}
         return [f"the execution ended {retrieval['status']}: {error.get('name')}: {error.get('cause')}"]
     manifest_uri = retrieval["result"]["manifest"]
@@ -202,9 +203,9 @@ def _verify(stack: LocalStack, retrieval: dict[str, Any], *, demo: bool) -> list
         entry = outcomes.get(vid)
         if entry is None:
             problems.append(f"{vid}: missing from the manifest")
-        elif polyv_status == "FAIL" and entry["outcome"] != "POLYV_FAIL":
+        elif polyv_status == "FAIL" and entry["outcome"] != VideoOutcome.POLYV_FAIL:
             problems.append(f"{vid}: Polyv failed it but the manifest says {entry['outcome']}")
-        elif polyv_status == "SUCCESS" and entry["outcome"] not in ("COPIED", "SKIPPED"):
+        elif polyv_status == "SUCCESS" and entry["outcome"] not in LANDED:
             problems.append(f"{vid}: {entry['outcome']}: {entry.get('cause')}")
         elif polyv_status == "SUCCESS":
             problems.extend(_verify_object(s3, bucket, entry, stack if demo else None))

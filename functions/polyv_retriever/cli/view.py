@@ -15,6 +15,8 @@ from rich.live import Live
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
+from polyv_retriever.vocabulary import VideoState
+
 console = Console(highlight=False)
 
 
@@ -30,12 +32,12 @@ def _rows(retrieval: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         record = transfers.get(vid, {})
         moved = (
             record.get("size")
-            if record.get("status") in ("COPIED", "SKIPPED")
+            if record.get("status") in (VideoState.COPIED, VideoState.SKIPPED)
             else record.get("bytesTransferred")
         )
         speed = record.get("bytesPerSecond") or (
             record["size"] / record["seconds"]
-            if record.get("seconds") and record.get("status") == "COPIED"
+            if record.get("seconds") and record.get("status") == VideoState.COPIED
             else None
         )
         rows.append(

@@ -31,11 +31,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from polyv_retriever import errors, observability
-from polyv_retriever.contracts import ApiError, ExecutionStatus, RetrievalOptions, StorageClass
+from polyv_retriever.contracts import ApiError, RetrievalOptions
 from polyv_retriever.handlers import runtime
 from polyv_retriever.pipeline import creation
 from polyv_retriever.pipeline.retrievals import RetrievalService
 from polyv_retriever.polyv.models import MAX_VIDS_PER_TASK
+from polyv_retriever.vocabulary import ExecutionStatus, StorageClass
 
 logger = runtime.logger
 app = APIGatewayRestResolver(enable_validation=True)

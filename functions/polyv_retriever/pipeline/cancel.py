@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import ClientError
 
 from polyv_retriever.aws_errors import AWS_ERRORS, s3_error
-from polyv_retriever.contracts import ErrorInfo, PollProgress, VideoState
+from polyv_retriever.contracts import ErrorInfo, PollProgress
 from polyv_retriever.pipeline.executions import StateMachine
 from polyv_retriever.pipeline.polling import transfer_execution_name
 from polyv_retriever.pipeline.records import RecordStore, RetrievalLayout
 from polyv_retriever.polyv.models import key_safe_vid
 from polyv_retriever.transfer.s3_multipart import JOURNAL_PREFIX
+from polyv_retriever.vocabulary import VideoState
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

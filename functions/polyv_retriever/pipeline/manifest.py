@@ -12,21 +12,18 @@ import time
 from datetime import UTC, datetime
 
 from polyv_retriever.contracts import (
-    LANDED,
     ErrorInfo,
     FailedSummary,
     Manifest,
     ManifestVideo,
-    Outcome,
     PollProgress,
     StepFunctionsError,
     Summary,
-    VideoOutcome,
-    VideoState,
     dump,
 )
 from polyv_retriever.errors import RetrievalCancelled, RetrievalTimedOut
 from polyv_retriever.pipeline.records import RecordStore, RetrievalLayout
+from polyv_retriever.vocabulary import LANDED, Outcome, VideoOutcome, VideoState
 
 _CAUSE_LIMIT = 600
 _FAILURE_OUTCOMES = {

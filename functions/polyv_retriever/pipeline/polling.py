@@ -32,17 +32,16 @@ from polyv_retriever.contracts import (
     TransferEvent,
     TransferFailure,
     TransferResult,
-    TransferStatus,
     VideoProgress,
-    VideoState,
 )
 from polyv_retriever.errors import PollLimitExceeded, RetrievalTimedOut
 from polyv_retriever.pipeline.manifest import readable_cause
 from polyv_retriever.pipeline.records import RecordStore, RetrievalLayout
 from polyv_retriever.polyv.models import TaskReader, VideoStatus, key_safe_vid
+from polyv_retriever.vocabulary import ENDED_UNSUCCESSFULLY, ExecutionStatus, TransferStatus, VideoState
 
 #: What an execution that ended without our output reports, as the error a person reads.
-_CHILD_ENDED = {"FAILED", "TIMED_OUT", "ABORTED"}
+_CHILD_ENDED = ENDED_UNSUCCESSFULLY
 
 
 @dataclass(frozen=True)
@@ -243,7 +242,7 @@ def _collect_ended(launcher: TransferLauncher, event: CheckStatusEvent, progress
         if video.state is not VideoState.RUNNING or video.execution is None:
             continue
         execution = launcher.describe(video.execution)
-        if execution is None or execution.status == "RUNNING":
+        if execution is None or execution.status == ExecutionStatus.RUNNING:
             continue
         progress.videos[vid] = _ended(video.execution, execution)
         ended += 1

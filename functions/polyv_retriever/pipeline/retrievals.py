@@ -14,15 +14,11 @@ from typing import Any
 from polyv_retriever import observability
 from polyv_retriever.attempts import attempt_name, parse_attempt_name
 from polyv_retriever.contracts import (
-    LANDED,
-    RETRIED_BY_RETRY_FAILED,
     ErrorInfo,
     ExecutionInput,
-    ExecutionStatus,
     Manifest,
     ManifestVideo,
     RetrievalOptions,
-    VideoOutcome,
     dump,
 )
 from polyv_retriever.errors import RetrievalConflict, RetrievalNotFound
@@ -32,6 +28,14 @@ from polyv_retriever.pipeline.manifest import build_manifest, iso, readable_caus
 from polyv_retriever.pipeline.records import RecordStore, RetrievalLayout, validate_prefix
 from polyv_retriever.polyv.client import PolyvClient
 from polyv_retriever.polyv.models import validate_task_id
+from polyv_retriever.vocabulary import (
+    ENDED_UNSUCCESSFULLY,
+    LANDED,
+    RETRIED_BY_RETRY_FAILED,
+    ExecutionStatus,
+    VideoOutcome,
+    VideoState,
+)
 
 #: Attempts are looked up one by one (``{taskId}.1``, ``.2``, ...): a bound keeps a GET cheap.
 MAX_ATTEMPTS = 50
@@ -40,7 +44,7 @@ __all__ = ["MAX_ATTEMPTS", "RetrievalService", "attempt_name", "parse_attempt_na
 
 def _bytes_in_s3(record: dict[str, Any]) -> int:
     """A finished video counts whole; a running one by what its transfer has moved so far."""
-    done = record.get("status") in ("COPIED", "SKIPPED")
+    done = record.get("status") in (VideoState.COPIED, VideoState.SKIPPED)
     return int(record.get("size", 0) if done else record.get("bytesTransferred", 0))
 
 
@@ -223,7 +227,7 @@ class RetrievalService:
                     "bytes": manifest.bytes,
                     "manifest": f"s3://{self.bucket}/{layout.manifest_key}",
                 }
-        if execution.status in ("FAILED", "TIMED_OUT", "ABORTED"):
+        if execution.status in ENDED_UNSUCCESSFULLY:
             body["error"] = {"name": execution.error, "cause": readable_cause(execution.cause)}
         return body
 

@@ -16,13 +16,7 @@ from urllib.parse import urlencode
 
 import urllib3
 
-from polyv_retriever.contracts import (
-    RetrievalOptions,
-    TransferEvent,
-    TransferResult,
-    TransferStatus,
-    TransferSummary,
-)
+from polyv_retriever.contracts import RetrievalOptions, TransferEvent, TransferResult, TransferSummary
 from polyv_retriever.errors import RetrievalCancelled, RetrieverError, VideoNotReady
 from polyv_retriever.pipeline.records import RecordStore, RetrievalLayout, extension_of
 from polyv_retriever.polyv.models import TaskReader, VideoStatus, key_safe_vid
@@ -31,6 +25,7 @@ from polyv_retriever.transfer.engine import TransferEngine
 from polyv_retriever.transfer.resume import Continuation
 from polyv_retriever.transfer.s3_multipart import S3Destination
 from polyv_retriever.transfer.source import HttpSource
+from polyv_retriever.vocabulary import TransferStatus, VideoState
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -106,7 +101,7 @@ def transfer_video(
     except RetrieverError as exc:
         records.put_json(
             layout.video_record_key(vid),
-            {**record, "status": "FAILED", "error": exc.name, "message": str(exc)},
+            {**record, "status": VideoState.FAILED, "error": exc.name, "message": str(exc)},
         )
         raise
     summary = TransferSummary(
@@ -155,7 +150,7 @@ class _ProgressRecorder:
             self._last = now
             snapshot = {
                 **self._record,
-                "status": "RUNNING",
+                "status": VideoState.RUNNING,
                 "bytesTransferred": self._bytes,
                 "size": total,
                 "bytesPerSecond": round(self._bytes / max(now - self._began, 1e-6)),

@@ -35,6 +35,7 @@ from polyv_retriever.transfer import checksums, parallelism, resume
 from polyv_retriever.transfer.resume import Continuation, JournalRecord
 from polyv_retriever.transfer.s3_multipart import S3Destination, UploadedPart
 from polyv_retriever.transfer.source import Ahead, HttpSource, SourceInfo
+from polyv_retriever.vocabulary import TransferStatus
 
 MiB = 1024 * 1024
 S3_MIN_PART = 5 * MiB
@@ -97,7 +98,7 @@ def plan(size: int, settings: TransferSettings, ranged: bool) -> Plan:
 
 @dataclass
 class TransferResult:
-    status: str  # COPIED | SKIPPED | CONTINUE
+    status: TransferStatus  # COPIED | SKIPPED | CONTINUE
     uri: str
     size: int
     bytes_transferred: int = 0
@@ -200,11 +201,11 @@ class TransferEngine:
         metadata = {**metadata, **_source_metadata(info)}
         decision = self._decide(dest, info, metadata, continuation, the_plan)
         result = TransferResult(
-            "CONTINUE", dest.uri, info.size, parts=the_plan.part_count, ranged=info.ranged
+            TransferStatus.CONTINUE, dest.uri, info.size, parts=the_plan.part_count, ranged=info.ranged
         )
         if isinstance(decision, resume.Skip):
             dest.forget()
-            result.status, result.s3_checksum = "SKIPPED", decision.checksum
+            result.status, result.s3_checksum = TransferStatus.SKIPPED, decision.checksum
             return result
         if isinstance(decision, resume.Changed):
             dest.forget()
@@ -212,7 +213,12 @@ class TransferEngine:
         if info.size == 0:
             checksum = dest.put_empty(metadata, info.content_type)
             self._verify_landed(dest, 0, checksum, metadata)
-            result.status, result.parts, result.crc32, result.s3_checksum = "COPIED", 0, checksum, checksum
+            result.status, result.parts, result.crc32, result.s3_checksum = (
+                TransferStatus.COPIED,
+                0,
+                checksum,
+                checksum,
+            )
             result.seconds = time.monotonic() - began
             return result
 
@@ -263,7 +269,7 @@ class TransferEngine:
             self._recheck_first_part(source, run, info)
             full, result.s3_checksum = self._complete_and_verify(dest, run, info, metadata)
             result.crc32 = checksums.to_s3(full)
-            result.status, result.seconds = "COPIED", time.monotonic() - began
+            result.status, result.seconds = TransferStatus.COPIED, time.monotonic() - began
             return result
 
     # --- steps -------------------------------------------------------------------------------------------
