@@ -241,28 +241,8 @@ def test_a_week_of_trickling_thaws_and_long_transfers_stays_far_below_the_histor
     rng = random.Random(11)
     ready_at = {f"v{i:03d}": 6 * 86400 * i / 99 for i in range(100)}
     duration = {vid: rng.uniform(600, 6 * 3600) for vid in ready_at}
-    began: dict[str, float] = {}
-
-    class Polyv(FakePolyv):
-        now = 0.0
-
-        def get_task(self, task_id: str) -> Any:
-            self.statuses = {v: ("SUCCESS" if self.now >= t else "PROCESS") for v, t in ready_at.items()}
-            return super().get_task(task_id)
-
-    polyv, launcher = Polyv(), FakeLauncher()
     policy = PollPolicy(deadline_seconds=6 * 86400 + 60, budget_seconds=7 * 86400 - 3600)
-    progress, now, loops = None, 0.0, 0
-    while progress is None or not progress.done:
-        loops += 1
-        polyv.now = now
-        for vid, name in launcher.by_vid.items():
-            began.setdefault(vid, now)
-            if launcher.executions[name].status == "RUNNING" and now >= began[vid] + duration[vid]:
-                launcher.finish(vid, {"status": "COPIED", "result": {"key": vid, "size": 1}})
-        progress = step(polyv, launcher, progress, now, policy)
-        now += progress.waitSeconds
-    assert all(v.state is VideoState.COPIED for v in progress.videos.values())
+    loops, _, _ = _run_to_done(ready_at, duration, policy)
     assert loops * 9 < 25_000 / 2, loops
 
 
