@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from polyv_retriever import errors, observability
 from polyv_retriever.contracts import ApiError, RetrievalOptions
-from polyv_retriever.handlers import runtime
+from polyv_retriever.handlers import idempotency, runtime
 from polyv_retriever.pipeline import creation
 from polyv_retriever.pipeline.retrievals import RetrievalService
 from polyv_retriever.polyv.models import MAX_VIDS_PER_TASK
@@ -195,12 +195,12 @@ def _create_from_vids(request: RetrievalRequest, idempotency_key: str | None) ->
 
         return {"taskIds": creation.create_tasks(runtime.polyv_client(), vids, days, start)}
 
-    guarded = runtime.idempotent(create)
+    guarded = idempotency.idempotent(create)
     key = {
         "key": f"header:{idempotency_key}" if idempotency_key else f"body:{fingerprint}",
         "fingerprint": fingerprint,
     }
-    created = creation.wait_for_other_request(lambda: guarded(request=key), runtime.IdempotencyInProgress)
+    created = creation.wait_for_other_request(lambda: guarded(request=key), idempotency.IdempotencyInProgress)
     retrievals = [service().describe(task_id) for task_id in created["taskIds"]]
     logger.info("retrievals created", extra={"taskIds": created["taskIds"]})
     if len(vids) > MAX_VIDS_PER_TASK:
@@ -403,7 +403,7 @@ def _checked_event(event: dict[str, Any]) -> dict[str, Any]:
 @observability.instrumented("Api")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # The idempotency record of a request whose invocation dies expires with the invocation.
-    runtime.IDEMPOTENCY_CONFIG.register_lambda_context(context)
+    idempotency.IDEMPOTENCY_CONFIG.register_lambda_context(context)
     try:
         checked = _checked_event(event)
     except BadBody as exc:

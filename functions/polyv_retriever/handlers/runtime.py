@@ -1,36 +1,24 @@
 """What every handler shares: settings checked once at cold start, clients reused across warm invocations.
 
 Credentials are read from SSM only (never from the function's environment), through Powertools' cached
-Parameters utility; they are never logged.
+Parameters utility; they are never logged. Each factory imports the part of the pipeline it builds: every
+handler imports this module, and a cold start should not pay for what its handler never uses (the
+Transfer function needs neither the dispatcher nor the canceller).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from functools import cache
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import urllib3
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyValidationError,
-)
 from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, Field
 
 from polyv_retriever import observability
-from polyv_retriever.errors import RetrievalConflict
-from polyv_retriever.pipeline.cancel import Canceller
-from polyv_retriever.pipeline.executions import SfnTransferLauncher, StateMachine
 from polyv_retriever.pipeline.records import S3RecordStore
-from polyv_retriever.pipeline.video_transfer import StorageDefaults
 from polyv_retriever.polyv import credentials
 from polyv_retriever.polyv.client import PolyvClient
 from polyv_retriever.transfer.s3_multipart import s3_client
@@ -38,6 +26,10 @@ from polyv_retriever.transfer.s3_multipart import s3_client
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_stepfunctions import SFNClient
+
+    from polyv_retriever.pipeline.cancel import Canceller
+    from polyv_retriever.pipeline.executions import SfnTransferLauncher, StateMachine
+    from polyv_retriever.pipeline.video_transfer import StorageDefaults
 
 logger = observability.logger
 
@@ -62,7 +54,7 @@ def settings() -> Settings:
     return Settings.model_validate(dict(os.environ))
 
 
-_AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32)
+AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32)
 
 
 @cache
@@ -72,12 +64,12 @@ def s3() -> S3Client:
 
 @cache
 def sfn() -> SFNClient:
-    return boto3.client("stepfunctions", config=_AWS_CONFIG)
+    return boto3.client("stepfunctions", config=AWS_CONFIG)
 
 
 @cache
 def events() -> Any:
-    return boto3.client("events", config=_AWS_CONFIG)
+    return boto3.client("events", config=AWS_CONFIG)
 
 
 @cache
@@ -86,22 +78,32 @@ def records() -> S3RecordStore:
 
 
 def transfer_machine() -> StateMachine:
+    from polyv_retriever.pipeline.executions import StateMachine
+
     return StateMachine(sfn(), settings().transfer_state_machine_arn)
 
 
 def retrieval_machine() -> StateMachine:
+    from polyv_retriever.pipeline.executions import StateMachine
+
     return StateMachine(sfn(), settings().state_machine_arn)
 
 
 def transfer_launcher() -> SfnTransferLauncher:
+    from polyv_retriever.pipeline.executions import SfnTransferLauncher
+
     return SfnTransferLauncher(transfer_machine())
 
 
 def canceller() -> Canceller:
+    from polyv_retriever.pipeline.cancel import Canceller
+
     return Canceller(s3(), settings().bucket_name, records(), transfer_machine())
 
 
 def storage_defaults() -> StorageDefaults:
+    from polyv_retriever.pipeline.video_transfer import StorageDefaults
+
     return StorageDefaults(storage_class=settings().storage_class, kms_key_id=settings().kms_key_id)
 
 
@@ -116,36 +118,3 @@ def polyv_client() -> PolyvClient:
     """A client with the current credentials (Powertools caches the decrypted parameter for 5 minutes,
     so a rotated secret is picked up without a redeploy)."""
     return PolyvClient(credentials.from_ssm(settings().credentials_parameter))
-
-
-# --- idempotent creation (POST /retrievals with vids) ----------------------------------------------------
-
-IdempotencyInProgress = IdempotencyAlreadyInProgressError
-#: A repeat within a week (the longest expireDays) answers the first request's retrievals.
-IDEMPOTENCY_CONFIG = IdempotencyConfig(
-    event_key_jmespath="key", payload_validation_jmespath="fingerprint", expires_after_seconds=7 * 86400
-)
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-@cache
-def _persistence() -> DynamoDBPersistenceLayer:
-    return DynamoDBPersistenceLayer(table_name=settings().idempotency_table, boto_config=_AWS_CONFIG)
-
-
-def idempotent(function: _F) -> _F:
-    """``function(request=...)`` made at most once per ``request["key"]`` (Powertools Idempotency, the
-    template's DynamoDB table). Without a table configured (the CLI, unit tests) it is called as it is."""
-    if not settings().idempotency_table:
-        return function
-    guarded = idempotent_function(
-        data_keyword_argument="request", persistence_store=_persistence(), config=IDEMPOTENCY_CONFIG
-    )(function)
-
-    def call(**kwargs: Any) -> Any:
-        try:
-            return guarded(**kwargs)
-        except IdempotencyValidationError:
-            raise RetrievalConflict("this Idempotency-Key was used with a different request") from None
-
-    return call  # type: ignore[return-value]
