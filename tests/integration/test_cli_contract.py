@@ -24,6 +24,7 @@ import boto3
 import pytest
 import urllib3
 
+from polyv_retriever.cli import deployed
 from polyv_retriever.polyv_emulator import EmulatorServer
 
 if TYPE_CHECKING:
@@ -383,3 +384,52 @@ def test_quiet_leaves_only_results_and_errors(emulator: EmulatorServer, copy_arg
     result = cli(*copy_args, "--quiet", "--json", env=env)
     assert result.returncode == 0
     assert json.loads(result.stdout)["status"] in ("COPIED", "SKIPPED")
+
+
+# --- the deployed stack's commands --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["notaurl", "ftp://example.com/v1", "http://example.com/v1"])
+def test_get_with_an_api_url_that_cannot_be_the_api_exits_2_naming_it(tmp_path: Path, url: str) -> None:
+    env = no_aws_no_polyv(tmp_path) | {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"}
+    result = cli("get", "0123456789abcdef0123456789abcdef", "--api-url", url, env=env)
+    assert_one_line(result, 2, "InvalidInput", repr(url), "https://")
+
+
+def test_finding_the_stack_without_aws_credentials_exits_3(tmp_path: Path) -> None:
+    env = no_aws_no_polyv(tmp_path) | {"AWS_DEFAULT_REGION": "us-east-1"}
+    result = cli("list", "--stack-name", "my-retriever", env=env)
+    assert_one_line(result, 3, "no AWS credentials found", "aws configure")
+
+
+def test_finding_the_stack_when_cloudformation_does_not_answer_exits_4(tmp_path: Path) -> None:
+    env = no_aws_no_polyv(tmp_path) | {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "y",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{closed_port()}",
+        "AWS_MAX_ATTEMPTS": "1",
+    }
+    result = cli("list", "--stack-name", "my-retriever", env=env)
+    assert_one_line(result, 4, "cannot find the API", "EndpointConnectionError")
+
+
+def test_the_stack_and_its_region_come_from_samconfig_as_make_deploy_uses_them(tmp_path: Path) -> None:
+    """A user in the checkout who deployed with `make deploy`: the region there is samconfig.toml's."""
+    (tmp_path / "samconfig.toml").write_text(
+        'version = 0.1\n[default.global.parameters]\nstack_name = "team"\nregion = "us-east-1"\n'
+        '[default.deploy.parameters]\nstack_name = "team"\nregion = "eu-west-1"\n'
+    )
+    env = no_aws_no_polyv(tmp_path) | {
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "y",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{closed_port()}",
+        "AWS_MAX_ATTEMPTS": "1",
+    }
+    result = subprocess.run(
+        [CLI, "list"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+    )
+    # no "You must specify a region": it asked CloudFormation (which here does not answer) for stack 'team'
+    assert_one_line(result, 4, "stack 'team'")
+    # sam deploy's precedence: the deploy section over the global one
+    assert deployed.samconfig_setting("region", tmp_path) == "eu-west-1"

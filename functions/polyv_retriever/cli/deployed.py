@@ -42,8 +42,15 @@ class DeployedApi:
         import urllib3
 
         self.base_url = base_url.rstrip("/")
+        parts = urlsplit(self.base_url)
+        local = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost")  # the local stack
+        if not parts.hostname or not (parts.scheme == "https" or local):
+            raise errors.InvalidInput(
+                f"the API URL {self.base_url!r} is not an https:// URL with a host",
+                hint="pass the stack's ApiUrl output, e.g. https://ID.execute-api.REGION.amazonaws.com/v1",
+            )
         session = boto3.Session()
-        host = urlsplit(self.base_url).hostname or ""
+        host = parts.hostname
         match = _EXECUTE_API_HOST.match(host)
         self.region = region or (match["region"] if match else None) or session.region_name or "us-east-1"
         credentials = session.get_credentials()
@@ -129,19 +136,24 @@ def _refusal(method: str, path: str, status: int, answer: dict[str, Any]) -> err
 # --- where the API is ---------------------------------------------------------------------------------------
 
 
-def samconfig_stack_name(start: Path | None = None) -> str | None:
-    """``stack_name`` from the nearest samconfig.toml (this directory or a parent), as ``sam deploy`` uses."""
+def samconfig_setting(name: str, start: Path | None = None) -> str | None:
+    """``name`` (``stack_name``, ``region``) from the nearest samconfig.toml (this directory or a parent), as
+    ``sam deploy`` reads it: its deploy section first, then the global one."""
     here = (start or Path.cwd()).resolve()
     for directory in (here, *here.parents):
         config = directory / "samconfig.toml"
         if config.is_file():
             data = tomllib.loads(config.read_text(encoding="utf-8"))
             for section in ("deploy", "global"):
-                name = data.get("default", {}).get(section, {}).get("parameters", {}).get("stack_name")
-                if name:
-                    return str(name)
+                value = data.get("default", {}).get(section, {}).get("parameters", {}).get(name)
+                if value:
+                    return str(value)
             return None
     return None
+
+
+def samconfig_stack_name(start: Path | None = None) -> str | None:
+    return samconfig_setting("stack_name", start)
 
 
 def resolve_api_url(args: argparse.Namespace, env: dict[str, str] | None = None) -> str:
@@ -150,22 +162,42 @@ def resolve_api_url(args: argparse.Namespace, env: dict[str, str] | None = None)
         return str(args.api_url)
     if env.get("POLYV_RETRIEVER_API_URL"):
         return env["POLYV_RETRIEVER_API_URL"]
+    # The stack and its region as `make deploy` deployed them (samconfig.toml), unless named.
     stack = args.stack_name or samconfig_stack_name() or DEFAULT_STACK
+    region = args.region or (None if args.stack_name else samconfig_setting("region"))
     import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        NoCredentialsError,
+        NoRegionError,
+        PartialCredentialsError,
+    )
 
+    from polyv_retriever.aws_errors import AWS_CREDENTIALS_HINT
+    from polyv_retriever.polyv import credentials
+
+    where = "pass --api-url, set POLYV_RETRIEVER_API_URL, or name the deployed stack with --stack-name"
     try:
-        described = boto3.client("cloudformation", region_name=args.region).describe_stacks(StackName=stack)
+        described = boto3.client("cloudformation", region_name=region).describe_stacks(StackName=stack)
     except ClientError as exc:
-        raise errors.InvalidInput(
-            f"cannot find the API: stack {stack!r}: {exc.response.get('Error', {}).get('Message')}",
-            hint="pass --api-url, set POLYV_RETRIEVER_API_URL, or name the deployed stack with --stack-name",
+        message = f"cannot find the API: stack {stack!r}: {exc.response.get('Error', {}).get('Message')}"
+        if credentials.aws_access_refused(exc):
+            raise ApiAccessDenied(
+                message, hint="these AWS credentials need cloudformation:DescribeStacks"
+            ) from None
+        raise errors.InvalidInput(message, hint=where) from None
+    except (NoCredentialsError, PartialCredentialsError):
+        raise ApiAccessDenied(
+            f"cannot find the API: stack {stack!r}: no AWS credentials found", hint=AWS_CREDENTIALS_HINT
         ) from None
-    except BotoCoreError as exc:
+    except NoRegionError:
         raise errors.InvalidInput(
-            f"cannot find the API: stack {stack!r}: {exc}",
-            hint="pass --api-url, set POLYV_RETRIEVER_API_URL, or configure AWS credentials and region",
+            f"cannot find the API: stack {stack!r}: no AWS region",
+            hint="pass --region or set AWS_DEFAULT_REGION",
         ) from None
+    except BotoCoreError as exc:  # no answer from CloudFormation: worth trying again
+        raise ApiUnavailable(f"cannot find the API: stack {stack!r}: {type(exc).__name__}") from None
     for output in described["Stacks"][0].get("Outputs", []):
         if output.get("OutputKey") == "ApiUrl":
             return str(output["OutputValue"])
