@@ -8,9 +8,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # The stack and region are samconfig.toml's (sam deploy's settings); `make deploy REGION=...` overrides both
-# the checks and the deploy alike.
-REGION ?= $(or $(shell sed -n 's/^region = "\(.*\)"/\1/p' samconfig.toml),us-east-1)
-STACK ?= $(or $(shell sed -n 's/^stack_name = "\(.*\)"/\1/p' samconfig.toml),polyv-retriever)
+# the checks and the deploy alike. `sam deploy --guided` saves them again in the deploy section, after the
+# global one: the last value wins, as the deploy section does for sam.
+REGION ?= $(or $(lastword $(shell sed -n 's/^region = "\(.*\)"/\1/p' samconfig.toml)),us-east-1)
+STACK ?= $(or $(lastword $(shell sed -n 's/^stack_name = "\(.*\)"/\1/p' samconfig.toml)),polyv-retriever)
 # Tools that pin their own dependencies live in venvs of their own under .tools/, never in .venv:
 # uv (the lock tool, pinned with hashes in infra/tools/uv.txt) and the SAM CLI with cfn-lint (sam.txt).
 TOOLS := .tools
