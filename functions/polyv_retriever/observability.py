@@ -15,6 +15,7 @@ Secrets: nothing here takes a URL, a query string or a credential. Tracing patch
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import json
@@ -23,7 +24,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -41,7 +42,8 @@ SOURCE = "polyv-retriever"
 COMPLETED = "Retrieval Completed"
 DEFAULT_NAMESPACE = "PolyvRetriever"
 
-logger = Logger()  # service name and level from POWERTOOLS_* variables in template.yaml
+# Service name and level from the POWERTOOLS_* variables template.yaml sets; the CLI has none of them.
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME") or SOURCE)
 
 
 def _lambda_tracer() -> Tracer | None:
@@ -89,6 +91,8 @@ logger.addFilter(_InvocationKeys())
 # The package's standard-library loggers (``logging.getLogger(__name__)`` in the core, e.g. the retry
 # policy's) write through the same JSON handler with the same keys, instead of the runtime's plain text.
 logger.registered_handler.addFilter(_InvocationKeys())
+#: The functions' JSON lines (what CloudWatch gets); the CLI swaps in plain lines while a command runs.
+_FUNCTION_FORMATTER = logger.registered_handler.formatter
 _package = logging.getLogger("polyv_retriever")
 _package.addHandler(logger.registered_handler)
 _package.setLevel(logger.log_level)
@@ -207,6 +211,31 @@ def _output() -> Any:
     return sys.stderr if os.environ.get("POLYV_RETRIEVER_FUNCTION_OUTPUT") == "stderr" else sys.stdout
 
 
+@contextlib.contextmanager
+def cli_output(*, quiet: bool) -> Iterator[None]:
+    """The CLI's terminal, while a command runs: log lines (a retry and why, a warning) on stderr as plain
+    lines, never among the results on stdout; with --quiet or --json only errors, so that --json's error
+    stays the one object on stderr. (CloudWatch's JSON lines are the functions'.) Restored afterwards: the
+    logger is the process's, and a test may run the CLI in-process."""
+    handler = logger.registered_handler
+    if not isinstance(handler, logging.StreamHandler):
+        yield
+        return
+    saved = handler.stream, handler.formatter, logger.log_level, _package.level
+    handler.setStream(sys.stderr)
+    handler.setFormatter(logging.Formatter("polyv-retriever: %(message)s"))
+    level = "ERROR" if quiet else "WARNING"
+    logger.setLevel(level)
+    _package.setLevel(level)
+    try:
+        yield
+    finally:
+        handler.setStream(saved[0])
+        handler.setFormatter(saved[1])
+        logger.setLevel(saved[2])
+        _package.setLevel(saved[3])
+
+
 def _follow_environment() -> None:
     """The log level and output as the function's environment says now: this module may be imported
     before the local stack sets them (in Lambda the two moments see the same environment)."""
@@ -221,6 +250,8 @@ def _follow_environment() -> None:
         and handler.stream is not sys.stderr
     ):
         handler.setStream(sys.stderr)  # otherwise the stdout it was created with, as Lambda expects
+    if handler.formatter is not _FUNCTION_FORMATTER:  # `run` hosts functions inside the CLI's output
+        handler.setFormatter(_FUNCTION_FORMATTER)
 
 
 def _emit(metrics: EphemeralMetrics) -> None:

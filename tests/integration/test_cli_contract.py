@@ -433,3 +433,21 @@ def test_the_stack_and_its_region_come_from_samconfig_as_make_deploy_uses_them(t
     assert_one_line(result, 4, "stack 'team'")
     # sam deploy's precedence: the deploy section over the global one
     assert deployed.samconfig_setting("region", tmp_path) == "eu-west-1"
+
+
+def test_retries_are_told_on_stderr_never_stdout_and_json_keeps_its_one_object(tmp_path: Path) -> None:
+    """Polyv unreachable: each retry is a plain line on stderr (why it is slow), the result stream stays
+    empty; with --json nothing but the error object."""
+    env = no_aws_no_polyv(tmp_path) | {"POLYV_APP_ID": "a", "POLYV_APP_SECRET": "b"}
+    base = f"http://127.0.0.1:{closed_port()}"
+    task = "0123456789abcdef0123456789abcdef"
+    result = cli("status", task, "--api-base-url", base, env=env)
+    assert result.returncode == 4
+    assert result.stdout == ""
+    *retries, error = result.stderr.strip().splitlines()
+    assert retries
+    assert all(line.startswith("polyv-retriever: retrying ") for line in retries)
+    assert error.startswith("polyv-retriever: PolyvTransportError: ")
+    as_json = cli("status", task, "--json", "--api-base-url", base, env=env)
+    assert as_json.stdout == ""
+    assert json.loads(as_json.stderr)["exitCode"] == 4  # the whole of stderr is one object

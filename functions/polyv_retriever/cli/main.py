@@ -24,7 +24,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from polyv_retriever import errors
+from polyv_retriever import errors, observability
 from polyv_retriever.aws_errors import AWS_CREDENTIALS_HINT
 from polyv_retriever.cli import deployed
 from polyv_retriever.polyv import credentials
@@ -253,7 +253,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         run: Callable[[argparse.Namespace], int] = args.run
-        return run(args)
+        with observability.cli_output(
+            quiet=bool(getattr(args, "quiet", False) or getattr(args, "json", False))
+        ):
+            return run(args)
     except KeyboardInterrupt:
         print("polyv-retriever: interrupted", file=sys.stderr)
         return 130
