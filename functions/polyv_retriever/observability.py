@@ -91,6 +91,12 @@ logger.addFilter(_InvocationKeys())
 # The package's standard-library loggers (``logging.getLogger(__name__)`` in the core, e.g. the retry
 # policy's) write through the same JSON handler with the same keys, instead of the runtime's plain text.
 logger.registered_handler.addFilter(_InvocationKeys())
+# urllib3's own log lines carry whole URLs with their query: the CDN's signed auth_key ("Failed to parse
+# headers (url=...)" on a malformed answer, every request at DEBUG) and Polyv's sign. In Lambda the
+# runtime's root handler would print them, so they stop at urllib3's own (null) handler; our retry lines say
+# what failed, without the query.
+logging.getLogger("urllib3").propagate = False
+
 #: The functions' JSON lines (what CloudWatch gets); the CLI swaps in plain lines while a command runs.
 _FUNCTION_FORMATTER = logger.registered_handler.formatter
 _package = logging.getLogger("polyv_retriever")

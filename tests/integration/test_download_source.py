@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import logging
 import os
 import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -189,3 +191,49 @@ def test_redirects_are_followed_only_so_far(server: DownloadServer) -> None:
     )
     with pytest.raises(SourceUnavailable, match="too many redirects"):
         source.probe()
+
+
+def test_urllib3s_own_warnings_never_carry_the_signed_url_into_the_logs() -> None:
+    """A CDN answer with a malformed header line makes urllib3 warn "Failed to parse headers (url=...)" with
+    the whole URL, auth_key included (and at DEBUG it logs every request's). Lambda's runtime has a handler
+    on the root logger, as this test does (not caplog: pytest also attaches it to non-propagating loggers):
+    nothing of it may reach that log."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    port = listener.getsockname()[1]
+
+    def answer_once() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += connection.recv(4096)
+            connection.sendall(
+                b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-0/1\r\nContent-Length: 1\r\n"
+                b"X-Bogus header without a colon\r\n\r\nx"
+            )
+
+    thread = threading.Thread(target=answer_once, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}/dl/v.mp4?auth_key=SECRET-SIGNATURE-123"
+    source = HttpSource(lambda: url, DownloadAllowList(f"http://127.0.0.1:{port}"), urllib3.PoolManager())
+    lines: list[str] = []
+    root = logging.getLogger()
+
+    class Runtime(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(f"{record.name}: {record.getMessage()}")
+
+    handler, level = Runtime(), root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        with contextlib.suppress(Exception):
+            source.probe()
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    thread.join(timeout=5)
+    listener.close()
+    assert not [line for line in lines if "SECRET-SIGNATURE" in line]
