@@ -99,6 +99,7 @@ def test_a_url_read_differently_by_two_parsers_is_refused_before_any_socket_open
         "https://127.0.0.1\t.videocc.net/x.mp4",
         "https://2130706433/x.mp4",
         "https://127.0.0.1/x.mp4",
+        "https://[::1/x.mp4",  # urljoin itself refuses it (ValueError): still DownloadNotAllowed
     ],
 )
 def test_a_redirect_to_such_a_url_is_refused_before_any_socket_opens(

@@ -360,7 +360,10 @@ def _redirect_url(current: str, location: str) -> str:
     urljoin could quietly drop them."""
     if not all("\x21" <= char <= "\x7e" for char in location):
         raise DownloadNotAllowed("redirect refused: whitespace, control or non-ASCII characters in Location")
-    return urljoin(current, location)
+    try:
+        return urljoin(current, location)
+    except ValueError:  # e.g. an unbalanced "[" in the authority: not a URL anyone can read one way
+        raise DownloadNotAllowed("redirect refused: Location is not a URL") from None
 
 
 def _finish_unwanted(response: urllib3.BaseHTTPResponse) -> None:
