@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from polyv_retriever import errors
 from polyv_retriever.polyv.client import PolyvClient, RetryPolicy
 from polyv_retriever.polyv.credentials import Credentials
-from polyv_retriever.polyv.models import VideoStatus
+from polyv_retriever.polyv.models import VideoStatus, key_safe_vid
 from polyv_retriever.polyv_emulator import EmulatorServer
 from tests.conftest import FAST_RETRY
 
@@ -196,3 +199,35 @@ def test_connection_refused_is_a_transport_error_without_the_signature(polyv: Po
     with pytest.raises(errors.PolyvTransportError) as caught:
         polyv.get_task("0123456789abcdef0123456789abcdef")
     assert "sign=" not in str(caught.value)
+
+
+def test_a_vid_that_is_not_unicode_becomes_a_refusable_vid_not_a_failed_task() -> None:
+    """JSON can escape a lone surrogate ("\\ud800"), which no UTF-8 record can hold: the client keeps its
+    escape as text, so the dispatcher refuses that vid (INVALID_VID) and copies the others."""
+    body = (
+        b'{"code":200,"status":"success","data":[{"vid":"\\ud800","status":"SUCCESS","url":"https://a.videocc.net/x"},'
+        b'{"vid":"ok","status":"PROCESS"}]}'
+    )
+
+    class Polyv(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Polyv)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = PolyvClient(Credentials("id", "secret"), base_url=f"http://127.0.0.1:{server.server_port}")
+        task = client.get_task("0123456789abcdef0123456789abcdef")
+    finally:
+        server.shutdown()
+    hostile, ok = task.videos
+    assert hostile.vid == "\\ud800"
+    assert key_safe_vid(hostile.vid) is not None  # refused as a key, per video
+    assert ok.vid == "ok"
+    json.dumps(task.public(), ensure_ascii=False).encode()  # what records.put_json does: no error

@@ -142,11 +142,24 @@ class PolyvClient:
         return _parse_envelope(response.status, response.headers, response.data, path)
 
 
+def _well_formed(value: Any) -> Any:
+    """Polyv's JSON with every string made encodable: JSON may escape a lone surrogate (``"\\ud800"``),
+    which no UTF-8 record, log line or answer can hold. Such text keeps its escape as plain characters, so a
+    vid made of it is refused like any other hostile vid (INVALID_VID) instead of failing the attempt."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, list):
+        return [_well_formed(item) for item in value]
+    if isinstance(value, dict):
+        return {_well_formed(k): _well_formed(v) for k, v in value.items()}
+    return value
+
+
 def _parse_envelope(status: int, headers: Mapping[str, str], body: bytes, path: str) -> Any:
     envelope: Any
     try:
-        envelope = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        envelope = _well_formed(json.loads(body))
+    except (ValueError, UnicodeDecodeError, RecursionError):
         envelope = None
     if not isinstance(envelope, dict) or "code" not in envelope:
         if status == 429 or (status == 403 and not body.strip()):
