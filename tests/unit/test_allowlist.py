@@ -214,6 +214,13 @@ def test_malformed_allow_lists_are_configuration_errors(spec: str) -> None:
         ("printer.local", "internal name"),
         ("240.0.0.1", "loopback, private, link-local"),
         ("169.254.0.1", "link-local"),
+        ("https://224.0.0.1", "loopback, private, link-local"),  # multicast: is_global says True
+        ("https://192.88.99.1", "loopback, private, link-local"),  # the deprecated 6to4 relay anycast
+        ("*.home.arpa", "internal name"),
+        ("nas.home.arpa", "internal name"),
+        ("kubernetes.default.svc", "internal name"),
+        ("*.svc.cluster.local", "internal name"),
+        ("*.1.2.3.4", "not an address"),
         ("http://169.254.169.254:80", "only an explicit http://127.0.0.1:PORT"),
         ("http://10.0.0.5:8080", "only an explicit http://127.0.0.1:PORT"),
         ("http://localhost:8090", "only an explicit http://127.0.0.1:PORT"),

@@ -55,7 +55,15 @@ _NUMERIC_LABEL = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)$")
 _PORT = re.compile(r"^[1-9][0-9]{0,4}$")
 #: Names that reach the machine or its cloud's internal services, whatever DNS says elsewhere.
 _INTERNAL_NAMES = ("localhost", "localhost.localdomain", "instance-data", "metadata")
-_INTERNAL_SUFFIXES = (".localhost", ".local", ".internal", ".localdomain")
+_INTERNAL_SUFFIXES = (
+    ".localhost",
+    ".local",
+    ".internal",
+    ".localdomain",
+    ".home.arpa",  # RFC 8375: home networks
+    ".svc",  # Kubernetes service names (name.namespace.svc[.cluster.local])
+    ".cluster.local",
+)
 
 
 @dataclass(frozen=True)
@@ -143,12 +151,17 @@ def parse_download_url(url: str) -> DownloadTarget:
     return DownloadTarget(scheme, _host(host_part), port, target)
 
 
+_RELAY_ANYCAST = ipaddress.IPv4Network("192.88.99.0/24")  # RFC 7526: deprecated 6to4 relays
+
+
 def _is_internal(host: str) -> bool:
-    """Loopback, private, link-local (the metadata service), reserved addresses and internal names."""
+    """Loopback, private, link-local (the metadata service), reserved, multicast and relay addresses, and
+    internal names. (``is_global`` alone calls multicast and the old 6to4 relay anycast global.)"""
     try:
-        return not ipaddress.IPv4Address(host).is_global
+        address = ipaddress.IPv4Address(host)
     except ValueError:
-        return host in _INTERNAL_NAMES or host.endswith(_INTERNAL_SUFFIXES)
+        return host in _INTERNAL_NAMES or f".{host}".endswith(_INTERNAL_SUFFIXES)  # the suffix itself too
+    return not address.is_global or address.is_multicast or address in _RELAY_ANYCAST
 
 
 class DownloadAllowList:
@@ -193,6 +206,8 @@ class DownloadAllowList:
             raise bad(f"use a host pattern or a full origin ({exc})") from None
         if _is_internal(host):
             raise bad("names a loopback, private, link-local or metadata address or an internal name")
+        if wildcard and _is_ip(host):
+            raise bad("a wildcard goes before a domain name, not an address")
         if wildcard and host in PUBLIC_SUFFIXES:
             raise bad(f"a wildcard over the public suffix {host!r} would admit anyone's names under it")
         self._patterns.append(("*." if wildcard else "") + host)
