@@ -99,7 +99,7 @@ class TransientError(RetrieverError):
 class PolyvUnavailable(TransientError):
     """Polyv answered 5xx (or an unknown non-JSON error page)."""
 
-    hint = "Polyv is having trouble; it will be retried"
+    hint = "Polyv is having trouble; a retrieval retries it, a command can be run again later"
 
 
 class RateLimited(TransientError):
@@ -121,7 +121,7 @@ class PolyvTransportError(TransientError):
 class MalformedResponse(TransientError):
     """The body was not the JSON envelope (cut short, a proxy's HTML page, ...)."""
 
-    hint = "Polyv's answer was not understood; it will be retried"
+    hint = "Polyv's answer was not understood; a retrieval retries it, a command can be run again later"
 
 
 class UnexpectedResponse(RetrieverError):
@@ -148,7 +148,7 @@ class DownloadNotAllowed(RetrieverError):
 class SourceUnavailable(TransientError):
     """The download failed in a way another attempt may fix (reset, short body, 5xx)."""
 
-    hint = "the download failed; it will be retried"
+    hint = "the download failed after its retries; a retrieval retries it, a command can be run again"
 
 
 class SourceExpired(TransientError):

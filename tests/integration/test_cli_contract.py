@@ -451,3 +451,13 @@ def test_retries_are_told_on_stderr_never_stdout_and_json_keeps_its_one_object(t
     as_json = cli("status", task, "--json", "--api-base-url", base, env=env)
     assert as_json.stdout == ""
     assert json.loads(as_json.stderr)["exitCode"] == 4  # the whole of stderr is one object
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [(("status", "bad!id"), "taskId 'bad!id'"), (("create", "a/b", "--expire-days", "3"), "vid 'a/b'")],
+)
+def test_bad_input_is_exit_2_even_before_credentials_are_looked_for(
+    tmp_path: Path, args: tuple[str, ...], named: str
+) -> None:
+    assert_one_line(cli(*args, env=no_aws_no_polyv(tmp_path)), 2, "InvalidInput", named)

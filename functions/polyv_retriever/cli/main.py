@@ -29,6 +29,7 @@ from polyv_retriever.aws_errors import AWS_CREDENTIALS_HINT
 from polyv_retriever.cli import deployed
 from polyv_retriever.polyv import credentials
 from polyv_retriever.polyv.client import PolyvClient
+from polyv_retriever.polyv.models import validate_expire_days, validate_task_id, validate_vids
 
 EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_TRANSIENT = 1, 2, 3, 4
 #: An AWS error code that says the input names something that is not there: fix the input, not retry.
@@ -137,7 +138,8 @@ def _millis(value: int | None) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    task = _client(args).get_task(args.task_id)
+    task_id = validate_task_id(args.task_id)  # bad input is exit 2 before credentials are looked for
+    task = _client(args).get_task(task_id)
     if args.json:
         print(json.dumps(task.public(), ensure_ascii=False))
         return 0
@@ -155,7 +157,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    task_id = _client(args).create_task(args.vids, args.expire_days)
+    vids, days = validate_vids(args.vids), validate_expire_days(args.expire_days)
+    task_id = _client(args).create_task(vids, days)
     print(json.dumps({"taskId": task_id}) if args.json else task_id)
     return 0
 
