@@ -253,3 +253,13 @@ def test_the_local_stacks_loopback_origin_and_public_hosts_are_accepted() -> Non
     allow.check("http://127.0.0.1:8090/x.mp4")
     with pytest.raises(DownloadNotAllowed):
         allow.check("https://x.dl.example.com/x.mp4")  # an exact name admits only itself
+
+
+def test_a_refused_internal_address_is_not_offered_the_allow_list_as_a_remedy() -> None:
+    allow = DownloadAllowList("*.videocc.net")
+    with pytest.raises(DownloadNotAllowed) as internal:
+        allow.check("https://169.254.169.254/latest/meta-data")
+    assert "never a Polyv download host" in internal.value.describe()
+    with pytest.raises(DownloadNotAllowed) as elsewhere:
+        allow.check("https://cdn.example.com/x.mp4")
+    assert "add the host to POLYV_DOWNLOAD_ALLOW" in elsewhere.value.describe()

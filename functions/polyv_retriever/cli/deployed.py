@@ -455,8 +455,10 @@ def add_parsers(commands: Any, parser_class: type[argparse.ArgumentParser]) -> N
     get.set_defaults(run=cmd_get)
 
     listing = commands.add_parser("list", parents=[common], help="retrievals, newest first")
-    listing.add_argument("--status", choices=[ExecutionStatus.RUNNING, *FINISHED])
-    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument(
+        "--status", choices=[ExecutionStatus.RUNNING, *FINISHED], help="only attempts in this state"
+    )
+    listing.add_argument("--limit", type=int, default=20, help="attempts per page, newest first (default 20)")
     listing.set_defaults(run=cmd_list)
 
     cancel = commands.add_parser("cancel", parents=[common], help="stop a running retrieval")

@@ -1,4 +1,4 @@
-"""``polyv-retriever``: query and create Polyv retrieval tasks, copy one file, run the whole pipeline.
+"""polyv-retriever: query and create Polyv retrieval tasks, copy one file, run the whole pipeline.
 
 Every failure ends in one line on stderr naming the cause and what to do (one JSON object
 {"error", "message", "exitCode"} with --json), never a traceback, and a distinct exit code:

@@ -228,8 +228,10 @@ class DownloadAllowList:
             and any(_matches(pattern, target.host) for pattern in self._patterns)
         ):
             return target
+        never = _is_internal(target.host)  # no entry could admit it: do not suggest adding one
         raise DownloadNotAllowed(
-            f"download from {target.origin} is not allowed (POLYV_DOWNLOAD_ALLOW={self.spec})"
+            f"download from {target.origin} is not allowed (POLYV_DOWNLOAD_ALLOW={self.spec})",
+            hint="an internal or special address is never a Polyv download host" if never else None,
         )
 
 
