@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -98,6 +99,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.vids and args.expire_days is None:
         raise errors.InvalidInput("VIDs need --expire-days (1-7)")
     say = _Say(quiet=args.quiet or args.json)
+    if not args.verbose:
+        # The emulation's own warnings (moto's Step Functions interpreter's, when the stack stops under a
+        # running execution) would reach stderr through logging's last-resort handler, which acts only
+        # where no handler is found: a null one on the root keeps them for --verbose.
+        logging.getLogger().addHandler(logging.NullHandler())
     # Real Polyv is asked first, outside the local stack, exactly as `status`/`create` ask it: wrong
     # credentials or a task Polyv does not know fail here with their own error and hint.
     task_id = _real_task(real, args) if real is not None else None
