@@ -69,6 +69,16 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def aws_nobody_answers(tmp_path: Path, endpoint_variable: str = "AWS_ENDPOINT_URL") -> dict[str, str]:
+    """AWS configured (keys, one attempt) but its endpoint a port nobody listens on."""
+    return no_aws_no_polyv(tmp_path) | {
+        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "example",
+        endpoint_variable: f"http://127.0.0.1:{closed_port()}",
+        "AWS_MAX_ATTEMPTS": "1",
+    }
+
+
 @pytest.fixture
 def ssm_parameter(moto_endpoint: str, emulator: EmulatorServer) -> str:
     boto3.client("ssm").put_parameter(
@@ -234,13 +244,7 @@ def test_ssm_parameter_that_does_not_exist_exits_2(moto_endpoint: str, tmp_path:
 
 
 def test_ssm_unreachable_exits_4(tmp_path: Path) -> None:
-    env = no_aws_no_polyv(tmp_path) | {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
-        "AWS_SECRET_ACCESS_KEY": "example",
-        "AWS_ENDPOINT_URL_SSM": f"http://127.0.0.1:{closed_port()}",
-        "AWS_MAX_ATTEMPTS": "1",
-    }
+    env = aws_nobody_answers(tmp_path, "AWS_ENDPOINT_URL_SSM") | {"AWS_DEFAULT_REGION": "us-east-1"}
     result = cli("status", TASK, "--credentials-parameter", PARAMETER, env=env)
     line = assert_one_line(result, 4, "ParameterStoreUnavailable", "EndpointConnectionError", "try again")
     assert "127.0.0.1" not in line  # the endpoint is not the user's business in an error line
@@ -403,13 +407,7 @@ def test_finding_the_stack_without_aws_credentials_exits_3(tmp_path: Path) -> No
 
 
 def test_finding_the_stack_when_cloudformation_does_not_answer_exits_4(tmp_path: Path) -> None:
-    env = no_aws_no_polyv(tmp_path) | {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "x",
-        "AWS_SECRET_ACCESS_KEY": "y",
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{closed_port()}",
-        "AWS_MAX_ATTEMPTS": "1",
-    }
+    env = aws_nobody_answers(tmp_path) | {"AWS_DEFAULT_REGION": "us-east-1"}
     result = cli("list", "--stack-name", "my-retriever", env=env)
     assert_one_line(result, 4, "cannot find the API", "EndpointConnectionError")
 
@@ -420,12 +418,7 @@ def test_the_stack_and_its_region_come_from_samconfig_as_make_deploy_uses_them(t
         'version = 0.1\n[default.global.parameters]\nstack_name = "team"\nregion = "us-east-1"\n'
         '[default.deploy.parameters]\nstack_name = "team"\nregion = "eu-west-1"\n'
     )
-    env = no_aws_no_polyv(tmp_path) | {
-        "AWS_ACCESS_KEY_ID": "x",
-        "AWS_SECRET_ACCESS_KEY": "y",
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{closed_port()}",
-        "AWS_MAX_ATTEMPTS": "1",
-    }
+    env = aws_nobody_answers(tmp_path)
     result = subprocess.run(
         [CLI, "list"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
     )
