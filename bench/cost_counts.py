@@ -24,9 +24,9 @@ from typing import Any
 import boto3
 import urllib3
 
+from polyv_retriever.attempts import attempt_name
 from polyv_retriever.local_stack.stack import LocalStack, StackOptions
 from polyv_retriever.pipeline.polling import transfer_execution_name
-from polyv_retriever.pipeline.retrievals import attempt_name
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # The template's defaults, in Polyv (real) seconds.

@@ -134,8 +134,8 @@ def context_keys(event: Any, function: str) -> dict[str, Any]:
 def _execution_name(event: dict[str, Any]) -> str | None:
     """The execution invoking this function, from its event: the retrieval's attempt ``{taskId}.{attempt}``,
     or a video's transfer execution (the names the pipeline gives them, so no ASL has to pass them)."""
+    from polyv_retriever.attempts import attempt_name
     from polyv_retriever.pipeline.polling import transfer_execution_name
-    from polyv_retriever.pipeline.retrievals import attempt_name
 
     task_id, attempt, vid = event.get("taskId"), event.get("attempt", 1), event.get("vid")
     if not isinstance(task_id, str) or not isinstance(attempt, int) or "httpMethod" in event:

@@ -9,10 +9,10 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from polyv_retriever import observability
+from polyv_retriever.attempts import attempt_name
 from polyv_retriever.contracts import FinalizeEvent, dump
 from polyv_retriever.handlers import runtime
 from polyv_retriever.pipeline.manifest import build_manifest, failure_info, write_manifest
-from polyv_retriever.pipeline.retrievals import attempt_name
 
 logger = runtime.logger
 

@@ -39,7 +39,6 @@ from polyv_retriever.vocabulary import (
 
 #: Attempts are looked up one by one (``{taskId}.1``, ``.2``, ...): a bound keeps a GET cheap.
 MAX_ATTEMPTS = 50
-__all__ = ["MAX_ATTEMPTS", "RetrievalService", "attempt_name", "parse_attempt_name"]
 
 
 def _bytes_in_s3(record: dict[str, Any]) -> int:
