@@ -103,7 +103,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         # The emulation's own warnings (moto's Step Functions interpreter's, when the stack stops under a
         # running execution) would reach stderr through logging's last-resort handler, which acts only
         # where no handler is found: a null one on the root keeps them for --verbose.
-        logging.getLogger().addHandler(logging.NullHandler())
+        root = logging.getLogger()
+        if not any(isinstance(h, logging.NullHandler) for h in root.handlers):  # once per process
+            root.addHandler(logging.NullHandler())
     # Real Polyv is asked first, outside the local stack, exactly as `status`/`create` ask it: wrong
     # credentials or a task Polyv does not know fail here with their own error and hint.
     task_id = _real_task(real, args) if real is not None else None
