@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from importlib import metadata
+from typing import Any
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -169,6 +169,20 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+class _Version(argparse.Action):
+    """argparse's ``version`` action, with the version looked up only when asked for: importlib.metadata
+    and its scan of the installed distributions cost every command ~20 ms of CPU otherwise."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from importlib import metadata
+
+        print(f"{parser.prog} {metadata.version('polyv-retriever')}")  # on stdout, as argparse's own
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="polyv-retriever", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -186,9 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="machine-readable output (errors: JSON on stderr)"
     )
     common.add_argument("--quiet", "-q", action="store_true", help="only results and errors: no progress")
-    parser.add_argument(
-        "--version", action="version", version=f"%(prog)s {metadata.version('polyv-retriever')}"
-    )
+    parser.add_argument("--version", action=_Version, help="show the version and exit")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     status = commands.add_parser("status", parents=[common], help="show a retrieval task's videos")

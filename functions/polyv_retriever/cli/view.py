@@ -2,22 +2,30 @@
 
 Progress is drawn only on a terminal (a live table); a pipe or CI gets the summary at the end. Colour
 follows rich's rules: none off a terminal, none with NO_COLOR set.
+
+rich is imported where something is drawn, not with this module: its import is ~80 ms of CPU, which
+``copy`` off a terminal (a script, the benchmark, CI) would pay for a bar nobody sees.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 from types import TracebackType
-from typing import Any
-
-from rich.console import Console
-from rich.live import Live
-from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
-from rich.table import Table
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from polyv_retriever.vocabulary import VideoState
 
-console = Console(highlight=False)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+
+@functools.cache
+def console() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False)
 
 
 def _megabytes(value: float | None) -> str:
@@ -53,6 +61,8 @@ def _rows(retrieval: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
 
 
 def progress_table(retrieval: dict[str, Any]) -> Table:
+    from rich.table import Table
+
     table = Table(title=f"retrieval {retrieval['retrievalId']}: {retrieval['status']}", title_justify="left")
     for column in ("vid", "Polyv", "transfer", "bytes", "speed"):
         table.add_column(column, justify="right" if column in ("bytes", "speed") else "left")
@@ -63,7 +73,11 @@ def progress_table(retrieval: dict[str, Any]) -> Table:
 
 class ProgressView:
     def __init__(self, *, enabled: bool = True) -> None:
-        self._live = Live(console=console, refresh_per_second=4) if enabled and console.is_terminal else None
+        self._live = None
+        if enabled and console().is_terminal:
+            from rich.live import Live
+
+            self._live = Live(console=console(), refresh_per_second=4)
 
     def __enter__(self) -> ProgressView:
         if self._live:
@@ -87,21 +101,54 @@ def print_summary(retrieval: dict[str, Any]) -> None:
     table = progress_table(retrieval)
     table.title = None
     outcome = result.get("outcome", "-")
-    console.print(
+    console().print(
         f"\nretrieval {retrieval['retrievalId']}: {retrieval['status']}, {outcome} ({counts})", soft_wrap=True
     )
-    console.print(table)
-    console.print(f"manifest: {result.get('manifest', '-')}", soft_wrap=True)
+    console().print(table)
+    console().print(f"manifest: {result.get('manifest', '-')}", soft_wrap=True)
 
 
-def transfer_progress(*, enabled: bool = True) -> Progress:
-    """A bytes progress bar for ``copy``, drawn only on a terminal."""
-    return Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=Console(file=sys.stderr),
-        disable=not (enabled and sys.stderr.isatty()),
+class Bar(Protocol):
+    """What ``copy`` asks of its progress bar (rich's Progress, or nothing drawn)."""
+
+    def __enter__(self) -> Bar: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def add_task(self, description: str, *, total: float | None) -> Any: ...
+
+    def update(self, task: Any, *, advance: float, total: float | None) -> None: ...
+
+
+class _NoBar:
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, description: str, *, total: float | None) -> int:
+        return 0
+
+    def update(self, task: Any, *, advance: float, total: float | None) -> None:
+        return None
+
+
+def transfer_progress(*, enabled: bool = True) -> Bar:
+    """A bytes progress bar for ``copy``, drawn only on a terminal (elsewhere rich is not even imported)."""
+    if not (enabled and sys.stderr.isatty()):
+        return _NoBar()
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+    return cast(
+        Bar,
+        Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=Console(file=sys.stderr),
+        ),
     )
