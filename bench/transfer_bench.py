@@ -582,8 +582,9 @@ def main() -> int:
     version = subprocess.run([str(RCLONE), "version"], capture_output=True, text=True, check=True)
     conditions = (
         f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the start, "
-        f"Python {platform.python_version()}, {version.stdout.split()[1]}, Transfer memory {memory_mb} MB "
-        f"({lambda_shape.cores(memory_mb):.2f} of a core), {args.trials} trial(s)"
+        f"Python {platform.python_version()}, rclone {version.stdout.split()[1]}, "
+        f"Transfer memory {memory_mb} MB ({lambda_shape.cores(memory_mb):.2f} of a core), "
+        f"{args.trials} trial(s)"
     )
     print(conditions)
     report: list[str] = []
