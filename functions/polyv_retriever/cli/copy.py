@@ -69,12 +69,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
     # a traceback or an "interrupted" (it is a no-op once the engine is done).
     with _ctrl_c_sets(interrupted, args.keep_on_interrupt):
         try:
-            with transfer_progress(enabled=not args.quiet) as bar:
-                task = bar.add_task(match["key"].rsplit("/", 1)[-1], total=None)
-
-                def advance(moved: int, total: int) -> None:
-                    bar.update(task, advance=moved, total=total)
-
+            with transfer_progress(match["key"].rsplit("/", 1)[-1], enabled=not args.quiet) as advance:
                 result = TransferEngine(settings, on_progress=advance).copy(
                     source, dest, metadata=metadata, cancel=interrupted, keep_on_cancel=args.keep_on_interrupt
                 )

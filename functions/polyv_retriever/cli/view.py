@@ -9,10 +9,12 @@ rich is imported where something is drawn, not with this module: its import is ~
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
+from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any
 
 from polyv_retriever.vocabulary import VideoState
 
@@ -108,47 +110,23 @@ def print_summary(retrieval: dict[str, Any]) -> None:
     console().print(f"manifest: {result.get('manifest', '-')}", soft_wrap=True)
 
 
-class Bar(Protocol):
-    """What ``copy`` asks of its progress bar (rich's Progress, or nothing drawn)."""
-
-    def __enter__(self) -> Bar: ...
-
-    def __exit__(self, *exc: object) -> None: ...
-
-    def add_task(self, description: str, *, total: float | None) -> Any: ...
-
-    def update(self, task: Any, *, advance: float, total: float | None) -> None: ...
-
-
-class _NoBar:
-    def __enter__(self) -> _NoBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def add_task(self, description: str, *, total: float | None) -> int:
-        return 0
-
-    def update(self, task: Any, *, advance: float, total: float | None) -> None:
-        return None
-
-
-def transfer_progress(*, enabled: bool = True) -> Bar:
-    """A bytes progress bar for ``copy``, drawn only on a terminal (elsewhere rich is not even imported)."""
+@contextlib.contextmanager
+def transfer_progress(name: str, *, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
+    """The engine's ``on_progress(moved, total)`` for ``copy``: a bytes bar named ``name`` on a terminal;
+    elsewhere nothing is drawn and rich is not even imported."""
     if not (enabled and sys.stderr.isatty()):
-        return _NoBar()
+        yield lambda moved, total: None
+        return
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
-    return cast(
-        Bar,
-        Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=Console(file=sys.stderr),
-        ),
-    )
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(file=sys.stderr),
+    ) as bar:
+        task = bar.add_task(name, total=None)
+        yield lambda moved, total: bar.update(task, advance=moved, total=total)
