@@ -2,7 +2,7 @@
 the CLI compare against these, never against string literals.
 
 Plain enums and no pydantic, so the CLI and the transfer engine can use them without the models' import
-cost; ``contracts`` (the JSON shapes) re-exports them.
+cost; ``contracts`` (the JSON shapes) types its fields with them.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from polyv_retriever import errors
-from polyv_retriever.vocabulary import ExecutionStatus, Outcome
+from polyv_retriever.vocabulary import ExecutionStatus, Outcome, StorageClass
 
 DEFAULT_STACK = "polyv-retriever"
 _EXECUTE_API_HOST = re.compile(r"^[a-z0-9]+\.execute-api\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
@@ -424,8 +424,8 @@ def add_parsers(commands: Any, parser_class: type[argparse.ArgumentParser]) -> N
     submit.add_argument("--prefix", help="S3 key prefix (default: the API's, polyv/)")
     submit.add_argument(
         "--storage-class",
-        help="S3 storage class of the objects (STANDARD, INTELLIGENT_TIERING, STANDARD_IA, GLACIER_IR, "
-        "DEEP_ARCHIVE; default: the stack's StorageClass)",
+        help=f"S3 storage class of the objects ({', '.join(StorageClass)}; "
+        "default: the stack's StorageClass)",
     )
     submit.add_argument(
         "--rerun", action="store_true", help="with --task-id: a new attempt of a finished retrieval"

@@ -40,9 +40,6 @@ from polyv_retriever.pipeline.records import RecordStore, RetrievalLayout
 from polyv_retriever.polyv.models import TaskReader, VideoStatus, key_safe_vid
 from polyv_retriever.vocabulary import ENDED_UNSUCCESSFULLY, ExecutionStatus, TransferStatus, VideoState
 
-#: What an execution that ended without our output reports, as the error a person reads.
-_CHILD_ENDED = ENDED_UNSUCCESSFULLY
-
 
 @dataclass(frozen=True)
 class PollPolicy:
@@ -250,7 +247,7 @@ def _collect_ended(launcher: TransferLauncher, event: CheckStatusEvent, progress
 
 
 def _ended(name: str, execution: ExecutionView) -> VideoProgress:
-    if execution.status in _CHILD_ENDED or not execution.output:
+    if execution.status in ENDED_UNSUCCESSFULLY or not execution.output:
         return VideoProgress(
             state=VideoState.FAILED,
             execution=name,
