@@ -1,7 +1,7 @@
 """An attempt's execution name, ``{taskId}.{attempt}``: one definition for the pipeline and the CLI.
 
 A module of its own with no imports, so that the CLI can read a name a notice printed without loading the
-pipeline (pydantic models, S3 and Step Functions wrappers: ~0.3 s a command).
+pipeline (S3 and Step Functions wrappers, Powertools: ~0.3 s a command).
 """
 
 from __future__ import annotations

@@ -1,82 +1,125 @@
 """Every JSON shape that crosses a boundary between the parts, defined once.
 
-The boundaries: the API's requests and answers, the retrieval state machine's execution input and state
-document, each Lambda's event and result, the transfer state machine's input and output, the manifest and
-the summary. The handlers parse their events with these models, the core returns them, and
+The boundaries: the retrieval state machine's execution input and state document, each Lambda's event and
+result, the transfer state machine's input and output, the manifest and the summary (the API's own request
+and error bodies are in ``handlers/api.py``: they are pydantic models, for Powertools' OpenAPI validation).
+The handlers parse their events with these models (``load``), the core returns them, and
 ``tests/unit/test_asl_contract.py`` checks every path the ASL reads (``ResultSelector``, ``Choice``,
 ``Pass``, ``ItemsPath``, ``SecondsPath``, ``Payload``) against them, so the definition and the code cannot
 drift. The status vocabularies are the enums of ``vocabulary``.
+
+They are msgspec Structs: typed and checked like pydantic models, but defined in microseconds. pydantic's
+import and these models' schemas cost the Transfer and CheckStatus cold starts ~0.15 CPU s (about half of
+``import boto3``), for events a few hundred bytes long. A Struct's constructor does not check its
+arguments (mypy does, in the code); ``load`` checks everything that comes from outside.
 
 No Lambda types in here: the CLI and the tests use the same models.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from enum import Enum
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+import msgspec
+from msgspec import Meta, Struct, field
 
 from polyv_retriever.vocabulary import Outcome, StorageClass, TransferStatus, VideoOutcome, VideoState
+
+Model = TypeVar("Model", bound=Struct)
+#: What an invalid document raises from ``load``: its message names the field (``... - at `$.attempt```).
+ContractError = msgspec.ValidationError
+
+
+class Contract(Struct, kw_only=True, forbid_unknown_fields=True):
+    """A shape this code writes: an unknown field is an error (the writer and the reader drifted).
+
+    ``kw_only`` holds for the fields a class itself defines: one with a required field after a defaulted one
+    (its own or inherited) says ``kw_only=True`` again."""
+
+
+class Lenient(Contract, forbid_unknown_fields=False):
+    """An event a Task's Payload sends: extra fields of the state are ignored."""
+
+
+def load(model: type[Model], document: Any) -> Model:
+    """``document`` (parsed JSON) checked against ``model``: every field's type, enum and bound."""
+    return msgspec.convert(document, model)
+
+
+def dump(model: Struct) -> dict[str, Any]:
+    """A model as the JSON the other side reads: enums as strings, fields that are None left out."""
+    return _plain(model)  # type: ignore[no-any-return]
+
+
+def to_json(model: Struct) -> dict[str, Any]:
+    """A model as JSON with every field, None as null: where the ASL reads a field that may be null."""
+    return msgspec.to_builtins(model)  # type: ignore[no-any-return]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Struct):
+        return {
+            name: _plain(item)
+            for name in value.__struct_fields__
+            if (item := getattr(value, name)) is not None
+        }
+    if isinstance(value, dict):
+        return {_plain(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
 
 # --- the one error shape -------------------------------------------------------------------------------
 
 
-class ErrorInfo(BaseModel):
+class ErrorInfo(Contract):
     """A failure as recorded in the manifest, the summary, the API and the state document."""
 
-    name: str = Field(
-        description="the error's name (errors.py, or a Step Functions name like States.Timeout)"
-    )
-    cause: str = Field(default="", description="what a person reads: the message, without secrets")
+    #: the error's name (errors.py, or a Step Functions name like States.Timeout)
+    name: str
+    #: what a person reads: the message, without secrets
+    cause: str = ""
 
 
-class ApiError(BaseModel):
-    """Every 4xx/5xx body of the API: the one shape its refusals answer and its OpenAPI document names."""
-
-    message: str = Field(description="what is wrong, naming the field or the retrieval")
-
-
-class StepFunctionsError(BaseModel):
+class StepFunctionsError(Lenient):
     """What a ``Catch`` with ``ResultPath`` puts into the state: Step Functions' own names."""
 
-    model_config = ConfigDict(extra="allow")
     Error: str = "Unknown"
     Cause: str | None = None
-
-
-_STRICT = ConfigDict(extra="forbid")
-_LENIENT = ConfigDict(extra="ignore")
 
 
 # --- the retrieval (parent) state machine ---------------------------------------------------------------
 
 
-class RetrievalOptions(BaseModel):
+class RetrievalOptions(Contract):
     """Where the files go; chosen per request, defaulted from the template's parameters."""
 
-    model_config = _STRICT
     storageClass: StorageClass | None = None
 
 
-class ExecutionInput(BaseModel):
+class ExecutionInput(Contract):
     """What the API starts a retrieval attempt with (the execution's input)."""
 
-    model_config = _STRICT
     taskId: str
     prefix: str
-    attempt: int = Field(default=1, ge=1)
-    options: RetrievalOptions = Field(default_factory=RetrievalOptions)
+    attempt: Annotated[int, Meta(ge=1)] = 1
+    options: RetrievalOptions = field(default_factory=RetrievalOptions)
     #: retryFailed: only these vids are transferred; None = every SUCCESS video.
     only: list[str] | None = None
 
 
-class VideoProgress(BaseModel):
+class VideoProgress(Contract):
     """One video in the dispatcher's ledger (kept small: 100 of them stay far below 256 KB)."""
 
-    model_config = _STRICT
     state: VideoState
-    execution: str | None = Field(default=None, description="the transfer execution's name")
-    startedAt: float | None = Field(default=None, description="epoch seconds the dispatcher started it")
+    #: the transfer execution's name
+    execution: str | None = None
+    #: epoch seconds the dispatcher started it
+    startedAt: float | None = None
     key: str | None = None
     size: int | None = None
     crc32: str | None = None
@@ -84,43 +127,44 @@ class VideoProgress(BaseModel):
     error: ErrorInfo | None = None
 
 
-class PollProgress(BaseModel):
+class PollProgress(Contract, kw_only=True):
     """CheckStatus's result: where Polyv and the transfers stand, and what the state machine does next."""
 
-    model_config = _STRICT
-    done: bool = Field(description="every video terminal on Polyv and every transfer ended")
-    count: int = Field(description="Polyv queries so far")
-    startedAt: float = Field(description="epoch seconds of the first poll")
-    nextPollAt: float = Field(
-        default=0, description="epoch seconds of the next Polyv query (0: Polyv is done)"
-    )
-    waitSeconds: int = Field(description="the Wait state's SecondsPath")
-    checkWait: float = Field(
-        default=0,
-        description="seconds between looks at running transfers (short after a change, then doubling)",
-    )
-    counts: dict[str, int] = Field(default_factory=dict, description="Polyv's statuses, counted")
-    polyvFailed: list[str] = Field(default_factory=list, description="vids Polyv could not thaw")
-    invalid: list[str] = Field(default_factory=list, description="vids refused as keys (hostile/invalid)")
-    videos: dict[str, VideoProgress] = Field(default_factory=dict)
+    #: every video terminal on Polyv and every transfer ended
+    done: bool
+    #: Polyv queries so far
+    count: int
+    #: epoch seconds of the first poll
+    startedAt: float
+    #: epoch seconds of the next Polyv query (0: Polyv is done)
+    nextPollAt: float = 0
+    #: the Wait state's SecondsPath
+    waitSeconds: int
+    #: seconds between looks at running transfers (short after a change, then doubling)
+    checkWait: float = 0
+    #: Polyv's statuses, counted
+    counts: dict[str, int] = field(default_factory=dict)
+    #: vids Polyv could not thaw
+    polyvFailed: list[str] = field(default_factory=list)
+    #: vids refused as keys (hostile/invalid)
+    invalid: list[str] = field(default_factory=list)
+    videos: dict[str, VideoProgress] = field(default_factory=dict)
 
 
-class CheckStatusEvent(BaseModel):
+class CheckStatusEvent(Lenient):
     """The CheckStatus Task's Payload."""
 
-    model_config = _LENIENT
     taskId: str
     prefix: str
     attempt: int = 1
-    options: RetrievalOptions = Field(default_factory=RetrievalOptions)
+    options: RetrievalOptions = field(default_factory=RetrievalOptions)
     only: list[str] | None = None
     poll: PollProgress | None = None
 
 
-class RetrievalStateDocument(BaseModel):
+class RetrievalStateDocument(Contract):
     """The parent execution's data as it moves between states (what ``$`` holds)."""
 
-    model_config = _STRICT
     taskId: str
     prefix: str
     attempt: int
@@ -132,10 +176,9 @@ class RetrievalStateDocument(BaseModel):
     recordFailure: StepFunctionsError | None = None
 
 
-class FinalizeEvent(BaseModel):
+class FinalizeEvent(Lenient):
     """The Finalize Task's Payload: the ledger (success path) or the failure that ended the attempt."""
 
-    model_config = _LENIENT
     taskId: str
     prefix: str
     attempt: int = 1
@@ -143,10 +186,9 @@ class FinalizeEvent(BaseModel):
     failure: StepFunctionsError | None = None
 
 
-class Summary(BaseModel):
+class Summary(Contract):
     """Finalize's result: the execution's output, and the completion event's detail."""
 
-    model_config = _STRICT
     taskId: str
     attempt: int
     outcome: Outcome
@@ -156,36 +198,33 @@ class Summary(BaseModel):
     error: ErrorInfo | None = None
 
 
-class FailedSummary(Summary):
+class FailedSummary(Summary, kw_only=True):
     """Finalize's result on the failure path (the event had a ``failure``): the error is always there."""
 
     error: ErrorInfo
 
 
-class RecordFailureResult(BaseModel):
+class RecordFailureResult(Contract):
     """What the state machine keeps of Finalize's answer on the failure path (for its Fail state)."""
 
-    model_config = _STRICT
     error: ErrorInfo
 
 
 # --- the transfer (child) state machine ----------------------------------------------------------------
 
 
-class TransferEvent(BaseModel):
+class TransferEvent(Lenient):
     """A transfer execution's input, and each Transfer invocation's event."""
 
-    model_config = _LENIENT
     taskId: str
     vid: str
     prefix: str
     attempt: int = 1
-    options: RetrievalOptions = Field(default_factory=RetrievalOptions)
+    options: RetrievalOptions = field(default_factory=RetrievalOptions)
     continuation: dict[str, Any] | None = None
 
 
-class TransferSummary(BaseModel):
-    model_config = _STRICT
+class TransferSummary(Contract):
     key: str
     size: int
     crc32: str | None = None
@@ -197,18 +236,16 @@ class TransferSummary(BaseModel):
     urlRefreshes: int = 0
 
 
-class TransferResult(TransferEvent):
+class TransferResult(TransferEvent, kw_only=True, forbid_unknown_fields=True):
     """A Transfer invocation's result: the event again (so CONTINUE can feed the next invocation)."""
 
-    model_config = _STRICT
     status: TransferStatus
     result: TransferSummary
 
 
-class TransferFailure(BaseModel):
+class TransferFailure(Contract):
     """The transfer state machine's output when its Catch took over."""
 
-    model_config = _STRICT
     vid: str
     status: TransferStatus
     error: StepFunctionsError
@@ -217,8 +254,7 @@ class TransferFailure(BaseModel):
 # --- the manifest --------------------------------------------------------------------------------------
 
 
-class ManifestVideo(BaseModel):
-    model_config = _STRICT
+class ManifestVideo(Contract):
     vid: str
     outcome: VideoOutcome
     key: str | None = None
@@ -229,10 +265,9 @@ class ManifestVideo(BaseModel):
     cause: str | None = None
 
 
-class Manifest(BaseModel):
+class Manifest(Contract):
     """``{prefix}{taskId}/manifest.json``: every video's outcome, written when an attempt ends."""
 
-    model_config = _STRICT
     taskId: str
     attempt: int
     outcome: Outcome
@@ -242,11 +277,3 @@ class Manifest(BaseModel):
     bytes: int
     videos: list[ManifestVideo]
     error: ErrorInfo | None = None
-
-
-RetrievalStateDocument.model_rebuild()
-
-
-def dump(model: BaseModel) -> dict[str, Any]:
-    """A model as the JSON the other side reads (enums as strings, unset optionals left out)."""
-    return model.model_dump(mode="json", exclude_none=True)

@@ -1,8 +1,8 @@
 """The status vocabularies every part speaks: the state machines, the Lambdas, the manifest, the API and
 the CLI compare against these, never against string literals.
 
-Plain enums and no pydantic, so the CLI and the transfer engine can use them without the models' import
-cost; ``contracts`` (the JSON shapes) types its fields with them.
+Plain enums with no imports, so the CLI and the transfer engine can use them without loading the models;
+``contracts`` (the JSON shapes) types its fields with them.
 """
 
 from __future__ import annotations

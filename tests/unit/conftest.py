@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from polyv_retriever.contracts import load
 from polyv_retriever.handlers import api, runtime
 from polyv_retriever.pipeline.executions import StateMachine
 from polyv_retriever.pipeline.retrievals import RetrievalService
@@ -19,8 +20,9 @@ def records(monkeypatch: pytest.MonkeyPatch) -> InMemoryRecords:
     monkeypatch.setattr(
         runtime,
         "settings",
-        lambda: runtime.Settings.model_validate(
-            {"BUCKET_NAME": "bkt", "POLYV_CREDENTIALS_PARAMETER": "/p", "STATE_MACHINE_ARN": SM_ARN}
+        lambda: load(
+            runtime.Settings,
+            {"BUCKET_NAME": "bkt", "POLYV_CREDENTIALS_PARAMETER": "/p", "STATE_MACHINE_ARN": SM_ARN},
         ),
     )
     return store

@@ -14,8 +14,10 @@ import typing
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
-from pydantic import BaseModel
+from msgspec import Struct
+from msgspec.structs import FieldInfo
 
 from polyv_retriever import contracts, errors, vocabulary
 
@@ -32,7 +34,7 @@ AWS_NAMES = {
     "Sandbox.Timedout",
 }
 #: Which function each Task invokes: (its event model, its result model).
-FUNCTIONS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
+FUNCTIONS: dict[str, tuple[type[Struct], type[Struct]]] = {
     "${CheckStatusFunctionArn}": (contracts.CheckStatusEvent, contracts.PollProgress),
     "${FinalizeFunctionArn}": (contracts.FinalizeEvent, contracts.Summary),
     "${TransferFunctionArn}": (contracts.TransferEvent, contracts.TransferResult),
@@ -41,10 +43,9 @@ FUNCTIONS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
 FAILURE_PATH = {"RecordFailure": (contracts.FinalizeEvent, contracts.FailedSummary)}
 
 
-class TransferDocument(contracts.TransferResult):
+class TransferDocument(contracts.TransferResult, kw_only=True):
     """The transfer execution's data: its input, then a Transfer result, or the Catch's error beside it."""
 
-    model_config = contracts.ConfigDict(extra="forbid")
     status: vocabulary.TransferStatus | None = None  # type: ignore[assignment]
     result: contracts.TransferSummary | None = None  # type: ignore[assignment]
     error: contracts.StepFunctionsError | None = None
@@ -56,8 +57,14 @@ MACHINES = [
 ]
 
 
+def _fields(model: type[Struct]) -> dict[str, FieldInfo]:
+    return {field.encode_name: field for field in msgspec.structs.fields(model)}
+
+
 def _unwrap(annotation: Any) -> Any:
-    """Optional[X] -> X."""
+    """Optional[X] -> X, Annotated[X, Meta(...)] -> X."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         return args[0] if len(args) == 1 else annotation
@@ -74,21 +81,21 @@ def _resolve(model: Any, path: str) -> Any:
             current = typing.get_args(current)[1]
             continue
         assert isinstance(current, type), f"{path}: {part} is not in a model"
-        assert issubclass(current, BaseModel), f"{path}: {part} is not in a model"
-        fields = current.model_fields
+        assert issubclass(current, Struct), f"{path}: {part} is not in a model"
+        fields = _fields(current)
         assert part in fields, f"{path}: {current.__name__} has no field {part}"
-        current = fields[part].annotation
+        current = fields[part].type
     return current
 
 
-def _required(model: type[BaseModel]) -> set[str]:
-    return {name for name, field in model.model_fields.items() if field.is_required()}
+def _required(model: type[Struct]) -> set[str]:
+    return {name for name, field in _fields(model).items() if field.required}
 
 
-def _always_present(model: type[BaseModel], name: str) -> bool:
+def _always_present(model: type[Struct], name: str) -> bool:
     """The field is always in the JSON the function returns (required, or defaulted and not None)."""
-    field = model.model_fields[name]
-    return field.is_required() or (field.default is not None or field.default_factory is not None)
+    field = _fields(model)[name]
+    return field.required or field.default is not None
 
 
 def _lambda_tasks(states: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -120,7 +127,7 @@ def _error_classes() -> set[str]:
 
 @pytest.mark.parametrize(("asl", "document"), MACHINES)
 def test_every_task_sends_its_functions_event_and_selects_what_its_result_has(
-    asl: dict[str, Any], document: type[BaseModel]
+    asl: dict[str, Any], document: type[Struct]
 ) -> None:
     tasks = _lambda_tasks(asl["States"])
     assert tasks, "no Lambda task found"
@@ -132,11 +139,11 @@ def test_every_task_sends_its_functions_event_and_selects_what_its_result_has(
         event_model, result_model = FAILURE_PATH.get(name) or FUNCTIONS[state["Parameters"]["FunctionName"]]
         if state["Parameters"].get("Payload.$") == "$":
             # The whole document is the event: everything the event requires is in the document.
-            missing = _required(event_model) - set(document.model_fields)
+            missing = _required(event_model) - set(_fields(document))
             assert not missing, f"{name}: the state has no {missing} for {event_model.__name__}"
         else:
             payload = {k.removesuffix(".$") for k in state["Parameters"]["Payload"]}
-            assert payload <= set(event_model.model_fields), name
+            assert payload <= set(_fields(event_model)), name
             assert _required(event_model) <= payload, name
         selector = state.get("ResultSelector")
         if selector is not None:
@@ -146,18 +153,16 @@ def test_every_task_sends_its_functions_event_and_selects_what_its_result_has(
                 assert _always_present(result_model, field), (
                     f"{name}: {result_model.__name__}.{field} may be absent"
                 )
-                assert key.removesuffix(".$") in target.model_fields, (
-                    f"{name}: {target.__name__} has no {key}"
-                )
+                assert key.removesuffix(".$") in _fields(target), f"{name}: {target.__name__} has no {key}"
             # Everything the function returns is kept: a field left out would be lost by the next step.
-            assert set(target.model_fields) == {k.removesuffix(".$") for k in selector}, name
+            assert set(_fields(target)) == {k.removesuffix(".$") for k in selector}, name
         elif state.get("OutputPath") == "$.Payload":
             assert result_model in (contracts.Summary, contracts.TransferResult), name
 
 
 @pytest.mark.parametrize(("asl", "document"), MACHINES)
 def test_every_path_a_choice_wait_pass_or_fail_reads_is_in_the_state_document(
-    asl: dict[str, Any], document: type[BaseModel]
+    asl: dict[str, Any], document: type[Struct]
 ) -> None:
     for name, state in asl["States"].items():
         paths = []
@@ -186,12 +191,12 @@ def test_the_choices_compare_with_the_vocabulary() -> None:
     assert more["StringEquals"] in vocabulary.TransferStatus.__members__
     failed = TRANSFER["States"]["TransferFailed"]["Parameters"]["status"]
     assert failed == vocabulary.TransferStatus.FAILED
-    contracts.TransferFailure.model_validate({"vid": "v", "status": failed, "error": {"Error": "X"}})
+    contracts.load(contracts.TransferFailure, {"vid": "v", "status": failed, "error": {"Error": "X"}})
 
 
 @pytest.mark.parametrize(("asl", "document"), MACHINES)
 def test_every_lambda_task_retries_every_transient_error_never_a_permanent_one_and_names_only_known_ones(
-    asl: dict[str, Any], document: type[BaseModel]
+    asl: dict[str, Any], document: type[Struct]
 ) -> None:
     transient = set(errors.retryable_error_names())
     # An error a single handler raises may be retryable without being transient (retried only where raised).
@@ -207,7 +212,7 @@ def test_every_lambda_task_retries_every_transient_error_never_a_permanent_one_a
 
 @pytest.mark.parametrize(("asl", "document"), MACHINES)
 def test_a_throttled_invocation_waits_for_concurrency_instead_of_failing_in_seconds(
-    asl: dict[str, Any], document: type[BaseModel]
+    asl: dict[str, Any], document: type[Struct]
 ) -> None:
     """A throttle means every slot is taken by invocations that run for minutes: three tries within 7 s
     failed the video. Its own retrier (the first one naming it is the one Step Functions uses) waits long."""

@@ -2,7 +2,7 @@
 
 import json
 
-from polyv_retriever.contracts import ErrorInfo, Manifest, PollProgress, StepFunctionsError
+from polyv_retriever.contracts import ErrorInfo, Manifest, PollProgress, StepFunctionsError, load
 from polyv_retriever.pipeline.manifest import build_manifest, failure_info, write_manifest
 from polyv_retriever.pipeline.records import RetrievalLayout
 from tests.fakes import InMemoryRecords
@@ -11,9 +11,7 @@ TASK = "0123456789abcdef0123456789abcdef"
 
 
 def ledger(**videos: dict[str, object]) -> PollProgress:
-    return PollProgress.model_validate(
-        {"done": True, "count": 3, "startedAt": 0, "waitSeconds": 0, "videos": videos}
-    )
+    return load(PollProgress, {"done": True, "count": 3, "startedAt": 0, "waitSeconds": 0, "videos": videos})
 
 
 def test_every_video_has_an_outcome_and_the_summary_counts_them() -> None:
@@ -40,7 +38,7 @@ def test_every_video_has_an_outcome_and_the_summary_counts_them() -> None:
     assert summary.manifest == f"s3://bkt/p/{TASK}/manifest.json"
     stored = records.get_json(RetrievalLayout("p/", TASK).manifest_key)
     assert stored is not None
-    Manifest.model_validate(stored)  # what is written is what the contract says
+    load(Manifest, stored)  # what is written is what the contract says
     by_vid = {v["vid"]: v for v in stored["videos"]}
     assert by_vid["a"] == {
         "vid": "a",

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from polyv_retriever.contracts import CheckStatusEvent, PollProgress
+from polyv_retriever.contracts import CheckStatusEvent, PollProgress, load, to_json
 from polyv_retriever.errors import PollLimitExceeded, RetrievalTimedOut
 from polyv_retriever.pipeline.polling import PollPolicy, advance, transfer_execution_name
 from polyv_retriever.pipeline.records import RetrievalLayout
@@ -59,8 +59,8 @@ def step(
     records: InMemoryRecords | None = None,
     **event: object,
 ) -> PollProgress:
-    request = CheckStatusEvent.model_validate(
-        {"taskId": LAYOUT.task_id, "prefix": LAYOUT.prefix, "poll": previous, **event}
+    request = load(
+        CheckStatusEvent, {"taskId": LAYOUT.task_id, "prefix": LAYOUT.prefix, "poll": previous, **event}
     )
     return advance(
         polyv,
@@ -227,7 +227,7 @@ def test_the_state_for_a_hundred_video_task_is_far_below_the_256_kib_limit() -> 
         "taskId": "t" * 64,
         "prefix": "p" * 512,
         "attempt": 1,
-        "poll": progress.model_dump(mode="json"),
+        "poll": to_json(progress),
     }
     size = len(json.dumps(document))
     assert size < 256 * 1024 / 2

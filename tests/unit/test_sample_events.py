@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from polyv_retriever.contracts import load
 from polyv_retriever.handlers.check_status import CheckStatusEvent
 from polyv_retriever.handlers.finalize import FinalizeEvent
 from polyv_retriever.handlers.transfer import TransferEvent
@@ -16,7 +17,7 @@ from tests.fakes import FakeStepFunctions
 EVENTS = Path(__file__).parents[2] / "events"
 
 
-def load(name: str) -> dict[str, Any]:
+def read(name: str) -> dict[str, Any]:
     return dict(json.loads((EVENTS / name).read_text()))
 
 
@@ -30,7 +31,7 @@ def load(name: str) -> dict[str, Any]:
     ],
 )
 def test_function_events_parse(name: str, model: type[Any]) -> None:
-    model.model_validate(load(name))
+    load(model, read(name))
 
 
 @pytest.mark.parametrize(
@@ -47,7 +48,7 @@ def test_api_events_reach_their_routes(name: str, status: int, sfn: FakeStepFunc
     from polyv_retriever.handlers import api
     from polyv_retriever.local_stack.moto_server import LocalContext
 
-    answer = api.handler(load(name), LocalContext("ApiFunction", 30))
+    answer = api.handler(read(name), LocalContext("ApiFunction", 30))
     assert answer["statusCode"] == status, answer["body"]
 
 

@@ -31,7 +31,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from polyv_retriever import errors, observability
-from polyv_retriever.contracts import ApiError, RetrievalOptions
+from polyv_retriever.contracts import RetrievalOptions
 from polyv_retriever.handlers import idempotency, runtime
 from polyv_retriever.pipeline import creation
 from polyv_retriever.pipeline.retrievals import RetrievalService
@@ -40,6 +40,12 @@ from polyv_retriever.vocabulary import ExecutionStatus, StorageClass
 
 logger = runtime.logger
 app = APIGatewayRestResolver(enable_validation=True)
+
+
+class ApiError(BaseModel):
+    """Every 4xx/5xx body of the API: the one shape its refusals answer and its OpenAPI document names."""
+
+    message: str = Field(description="what is wrong, naming the field or the retrieval")
 
 
 class RetrievalRequest(BaseModel):

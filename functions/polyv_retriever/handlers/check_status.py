@@ -9,7 +9,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from polyv_retriever import observability
-from polyv_retriever.contracts import CheckStatusEvent, dump
+from polyv_retriever.contracts import CheckStatusEvent, dump, load
 from polyv_retriever.handlers import runtime
 from polyv_retriever.pipeline.polling import PollPolicy, advance
 
@@ -18,7 +18,7 @@ logger = runtime.logger
 
 @observability.instrumented("CheckStatus")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    request = CheckStatusEvent.model_validate(event)
+    request = load(CheckStatusEvent, event)
     progress = advance(
         runtime.polyv_client(),
         runtime.transfer_launcher(),

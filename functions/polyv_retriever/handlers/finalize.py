@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from polyv_retriever import observability
 from polyv_retriever.attempts import attempt_name
-from polyv_retriever.contracts import FinalizeEvent, dump
+from polyv_retriever.contracts import FinalizeEvent, dump, load
 from polyv_retriever.handlers import runtime
 from polyv_retriever.pipeline.manifest import build_manifest, failure_info, write_manifest
 
@@ -19,7 +19,7 @@ logger = runtime.logger
 
 @observability.instrumented("Finalize")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    request = FinalizeEvent.model_validate(event)
+    request = load(FinalizeEvent, event)
     failure = failure_info(request.failure)
     if failure is not None:
         runtime.canceller().stop_transfers(

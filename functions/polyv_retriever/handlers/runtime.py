@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import os
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import boto3
 import urllib3
 from botocore.config import Config
-from pydantic import BaseModel, ConfigDict, Field
+from msgspec import Meta, Struct, field
 
 from polyv_retriever import observability
+from polyv_retriever.contracts import load
 from polyv_retriever.pipeline.records import S3RecordStore
 from polyv_retriever.polyv import credentials
 from polyv_retriever.polyv.client import PolyvClient
@@ -34,24 +35,22 @@ if TYPE_CHECKING:
 logger = observability.logger
 
 
-class Settings(BaseModel):
+class Settings(Struct, frozen=True):
     """The functions' environment (template.yaml sets it). Validated at cold start: a missing variable
     fails the first invocation with its name, not a KeyError deep inside."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    bucket_name: str = Field(alias="BUCKET_NAME", min_length=3)
-    credentials_parameter: str = Field(alias="POLYV_CREDENTIALS_PARAMETER", min_length=1)
-    state_machine_arn: str = Field("", alias="STATE_MACHINE_ARN")
-    transfer_state_machine_arn: str = Field("", alias="TRANSFER_STATE_MACHINE_ARN")
-    storage_class: str = Field("STANDARD", alias="STORAGE_CLASS")
-    kms_key_id: str = Field("", alias="KMS_KEY_ID")
-    idempotency_table: str = Field("", alias="IDEMPOTENCY_TABLE")
+    bucket_name: Annotated[str, Meta(min_length=3)] = field(name="BUCKET_NAME")
+    credentials_parameter: Annotated[str, Meta(min_length=1)] = field(name="POLYV_CREDENTIALS_PARAMETER")
+    state_machine_arn: str = field(default="", name="STATE_MACHINE_ARN")
+    transfer_state_machine_arn: str = field(default="", name="TRANSFER_STATE_MACHINE_ARN")
+    storage_class: str = field(default="STANDARD", name="STORAGE_CLASS")
+    kms_key_id: str = field(default="", name="KMS_KEY_ID")
+    idempotency_table: str = field(default="", name="IDEMPOTENCY_TABLE")
 
 
 @cache
 def settings() -> Settings:
-    return Settings.model_validate(dict(os.environ))
+    return load(Settings, dict(os.environ))
 
 
 AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32)

@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from polyv_retriever import observability
-from polyv_retriever.contracts import TransferEvent
+from polyv_retriever.contracts import TransferEvent, dump, load, to_json
 from polyv_retriever.handlers import runtime
 from polyv_retriever.pipeline.video_transfer import transfer_video
 from polyv_retriever.transfer.allowlist import DownloadAllowList
@@ -18,7 +18,7 @@ logger = runtime.logger
 
 @observability.instrumented("Transfer")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    request = TransferEvent.model_validate(event)
+    request = load(TransferEvent, event)
     result = transfer_video(
         client=runtime.polyv_client(),
         engine=TransferEngine(TransferSettings.from_env()),
@@ -36,10 +36,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         extra={
             "vid": request.vid,
             "status": result.status.value,
-            **result.result.model_dump(exclude_none=True),
+            **dump(result.result),
         },
     )
     # Not exclude_none: the transfer state machine's Choice reads status, and continuation stays explicit.
-    answer = result.model_dump(mode="json")
+    answer = to_json(result)
     observability.record_transfer(answer)
     return answer

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from polyv_retriever.contracts import RetrievalOptions
+from polyv_retriever.contracts import RetrievalOptions, to_json
 from polyv_retriever.errors import RetrievalConflict
 from polyv_retriever.pipeline.records import validate_prefix
 from polyv_retriever.polyv.client import PolyvClient
@@ -32,7 +32,7 @@ def fingerprint(vids: list[str], expire_days: int, prefix: str, options: Retriev
             "vids": sorted(vids),
             "expireDays": expire_days,
             "prefix": prefix,
-            "options": options.model_dump(mode="json"),
+            "options": to_json(options),
         },
         sort_keys=True,
     )

@@ -20,6 +20,8 @@ from polyv_retriever.contracts import (
     StepFunctionsError,
     Summary,
     dump,
+    load,
+    to_json,
 )
 from polyv_retriever.errors import RetrievalCancelled, RetrievalTimedOut
 from polyv_retriever.pipeline.records import RecordStore, RetrievalLayout
@@ -105,7 +107,7 @@ def write_manifest(records: RecordStore, bucket: str, prefix: str, manifest: Man
         manifest=f"s3://{bucket}/{layout.manifest_key}",
         error=manifest.error,
     )
-    return FailedSummary.model_validate(summary.model_dump()) if manifest.error else summary
+    return load(FailedSummary, to_json(summary)) if manifest.error else summary
 
 
 def failure_info(failure: StepFunctionsError | None) -> ErrorInfo | None:

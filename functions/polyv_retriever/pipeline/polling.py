@@ -19,6 +19,7 @@ loops (9 history events each) of Step Functions' 25,000 events (unit tests run t
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import random
@@ -33,6 +34,7 @@ from polyv_retriever.contracts import (
     TransferFailure,
     TransferResult,
     VideoProgress,
+    load,
 )
 from polyv_retriever.errors import PollLimitExceeded, RetrievalTimedOut
 from polyv_retriever.pipeline.manifest import readable_cause
@@ -125,9 +127,8 @@ def advance(
     """One step of the dispatcher. The result is what the state machine carries: vids, states and small
     results only (no download URLs: they are bearer credentials and would sit in the execution history)."""
     layout = RetrievalLayout(event.prefix, event.taskId)
-    progress = (event.poll or PollProgress(done=False, count=0, startedAt=now, waitSeconds=0)).model_copy(
-        deep=True
-    )
+    # The step changes the ledger's videos in place: the event's own stays as it came.
+    progress = copy.deepcopy(event.poll) or PollProgress(done=False, count=0, startedAt=now, waitSeconds=0)
     if progress.count == 0:
         progress.startedAt = now
     elapsed = now - progress.startedAt
@@ -258,13 +259,13 @@ def _ended(name: str, execution: ExecutionView) -> VideoProgress:
         )
     output = execution.output
     if output.get("status") == TransferStatus.FAILED:
-        failure = TransferFailure.model_validate(output)
+        failure = load(TransferFailure, output)
         return VideoProgress(
             state=VideoState.FAILED,
             execution=name,
             error=ErrorInfo(name=failure.error.Error, cause=readable_cause(failure.error.Cause)[:300]),
         )
-    result = TransferResult.model_validate(output)
+    result = load(TransferResult, output)
     return VideoProgress(
         state=VideoState(result.status.value),
         execution=name,

@@ -14,12 +14,15 @@ from typing import Any
 from polyv_retriever import observability
 from polyv_retriever.attempts import attempt_name, parse_attempt_name
 from polyv_retriever.contracts import (
+    ContractError,
     ErrorInfo,
     ExecutionInput,
     Manifest,
     ManifestVideo,
     RetrievalOptions,
     dump,
+    load,
+    to_json,
 )
 from polyv_retriever.errors import RetrievalConflict, RetrievalNotFound
 from polyv_retriever.pipeline.cancel import Canceller
@@ -82,9 +85,7 @@ class RetrievalService:
         return len(attempts), attempts[-1]
 
     def _start_attempt(self, document: ExecutionInput) -> bool:
-        return self.retrievals.start(
-            attempt_name(document.taskId, document.attempt), document.model_dump(mode="json")
-        )
+        return self.retrievals.start(attempt_name(document.taskId, document.attempt), to_json(document))
 
     # --- the routes' logic -------------------------------------------------------------------------------
 
@@ -112,7 +113,7 @@ class RetrievalService:
                 f"retrieval {task_id} has had {number} attempts, the limit is {MAX_ATTEMPTS}",
                 hint="start a new retrieval task for these videos (POST /retrievals with vids)",
             )
-        previous = ExecutionInput.model_validate(latest.input)
+        previous = load(ExecutionInput, latest.input)
         only = None
         if retry_failed:
             manifest = self._manifest(previous.prefix, task_id)
@@ -139,7 +140,7 @@ class RetrievalService:
             raise RetrievalConflict(
                 f"retrieval {retrieval_id} attempt {number} already ended: {latest.status}"
             )
-        document = ExecutionInput.model_validate(latest.input)
+        document = load(ExecutionInput, latest.input)
         reason = ErrorInfo(name="RetrievalCancelled", cause="cancelled by DELETE /retrievals/{id}")
         self.retrievals.stop(latest.name, reason.name, reason.cause)
         self._canceller().stop_transfers(document.taskId, document.prefix, number, None, reason)
@@ -189,7 +190,7 @@ class RetrievalService:
         if not attempts:
             raise RetrievalNotFound(f"no retrieval {task_id}")
         execution = attempts[-1]
-        document = ExecutionInput.model_validate(execution.input)
+        document = load(ExecutionInput, execution.input)
         layout = RetrievalLayout(document.prefix, task_id)
         transfers = {}
         for doc in self.records.list_json(layout.video_records_prefix):
@@ -254,6 +255,6 @@ class RetrievalService:
         if document is None:
             return None
         try:
-            return Manifest.model_validate(document)
-        except ValueError:
+            return load(Manifest, document)
+        except ContractError:
             return None  # a manifest of the first version (no attempt): nothing to retry from

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
+import msgspec
 import urllib3
 
-from polyv_retriever.contracts import RetrievalOptions, TransferEvent, TransferResult, TransferSummary
+from polyv_retriever.contracts import RetrievalOptions, TransferEvent, TransferResult, TransferSummary, dump
 from polyv_retriever.errors import RetrievalCancelled, RetrieverError, VideoNotReady
 from polyv_retriever.pipeline.records import RecordStore, RetrievalLayout, extension_of
 from polyv_retriever.polyv.models import TaskReader, VideoStatus, key_safe_vid
@@ -118,10 +119,12 @@ def transfer_video(
     status = TransferStatus(result.status)
     records.put_json(
         layout.video_record_key(vid),
-        {**record, "status": status.value, "attempt": event.attempt, **summary.model_dump(exclude_none=True)},
+        {**record, "status": status.value, "attempt": event.attempt, **dump(summary)},
     )
+    fields = msgspec.structs.asdict(event)  # shallow: options stays a RetrievalOptions
+    fields.pop("continuation")
     return TransferResult(
-        **event.model_dump(exclude={"continuation"}),
+        **fields,
         continuation=result.continuation.to_dict() if result.continuation else None,
         status=status,
         result=summary,
