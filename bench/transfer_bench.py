@@ -552,7 +552,7 @@ def cold_start(memory_mb: int, trials: int, failures: list[str]) -> str:
     uncompiled: dict[str, list[float]] = {m: [] for m in modules}
     print("\ncold start (import time)")
     with tempfile.TemporaryDirectory() as empty:
-        for trial in range(max(trials, 11)):  # a Lambda-shaped import is noisy (CFS quota periods)
+        for trial in range(max(trials, 21)):  # a Lambda-shaped import is noisy: CFS quota periods of 100 ms
             shift = trial % len(modules)
             for module in modules[shift:] + modules[:shift]:
                 times[module].append(_import_seconds(module, memory_mb))
