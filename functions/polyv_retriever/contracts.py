@@ -42,9 +42,11 @@ class Lenient(Contract, forbid_unknown_fields=False):
     """An event a Task's Payload sends: extra fields of the state are ignored."""
 
 
-def load(model: type[Model], document: Any) -> Model:
-    """``document`` (parsed JSON) checked against ``model``: every field's type, enum and bound."""
-    return msgspec.convert(document, model)
+def load(model: type[Model], document: Any, *, lax: bool = False) -> Model:
+    """``document`` (parsed JSON) checked against ``model``: every field's type, enum and bound. ``lax``
+    also takes what converts without loss (``"5"`` or ``5.0`` for an int), for data this code wrote
+    earlier in another shape."""
+    return msgspec.convert(document, model, strict=not lax)
 
 
 def dump(model: Struct) -> dict[str, Any]:

@@ -2,10 +2,19 @@
 
 import json
 
-from polyv_retriever.contracts import ErrorInfo, Manifest, PollProgress, StepFunctionsError, load
+from polyv_retriever.contracts import (
+    ErrorInfo,
+    Manifest,
+    PollProgress,
+    RetrievalOptions,
+    StepFunctionsError,
+    load,
+)
+from polyv_retriever.pipeline.executions import StateMachine
 from polyv_retriever.pipeline.manifest import build_manifest, failure_info, write_manifest
 from polyv_retriever.pipeline.records import RetrievalLayout
-from tests.fakes import InMemoryRecords
+from polyv_retriever.pipeline.retrievals import RetrievalService
+from tests.fakes import FakeStepFunctions, InMemoryRecords
 
 TASK = "0123456789abcdef0123456789abcdef"
 
@@ -88,3 +97,28 @@ def test_a_timed_out_attempt_says_so_and_lists_what_landed_and_what_did_not() ->
         "b": "NOT_COPIED",
         "c": "NOT_COPIED",
     }
+
+
+def test_a_cancel_lists_what_landed_even_from_a_record_whose_size_is_not_an_int() -> None:
+    """The execution is stopped before the records are read: a record in another shape (a size written
+    as 5.0 or "5") still gives the manifest its video, not a 500 with no manifest at all."""
+
+    class NoTransfers:
+        def stop_transfers(self, *_: object) -> list[str]:
+            return []
+
+    for size in (5.0, "5"):
+        sfn, records = FakeStepFunctions(), InMemoryRecords()
+        arn = "arn:aws:states:us-east-1:123456789012:stateMachine:R"
+        service = RetrievalService(StateMachine(sfn, arn), records, "bkt", lambda: None, NoTransfers)
+        service.start(task_id=TASK, prefix="p/", options=RetrievalOptions())
+        layout = RetrievalLayout("p/", TASK)
+        records.put_json(
+            layout.video_record_key("v1"),
+            {"vid": "v1", "status": "COPIED", "attempt": 1, "key": "k", "size": size},
+        )
+        service.cancel(TASK)
+        manifest = load(Manifest, records.get_json(layout.manifest_key))
+        assert manifest.outcome == "CANCELLED"
+        assert [(v.vid, v.outcome, v.size) for v in manifest.videos] == [("v1", "COPIED", 5)]
+        assert manifest.bytes == 5

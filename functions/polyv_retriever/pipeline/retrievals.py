@@ -148,13 +148,16 @@ class RetrievalService:
         landed = {}
         for record in self.records.list_json(layout.video_records_prefix):
             if record.get("status") in LANDED and record.get("attempt", number) == number:
-                landed[str(record["vid"])] = ManifestVideo(
-                    vid=str(record["vid"]),
-                    outcome=VideoOutcome(record["status"]),
-                    key=record.get("key"),
-                    size=record.get("size"),
-                    crc32=record.get("crc32"),
-                    s3Checksum=record.get("s3Checksum"),
+                # A record is S3 data, untyped: checked, but the execution is already stopped, so what
+                # converts without loss is taken rather than leave the attempt with no manifest.
+                landed[str(record["vid"])] = load(
+                    ManifestVideo,
+                    {
+                        "vid": str(record["vid"]),
+                        "outcome": record["status"],
+                        **{k: record[k] for k in ("key", "size", "crc32", "s3Checksum") if k in record},
+                    },
+                    lax=True,
                 )
         manifest = build_manifest(
             bucket=self.bucket,
