@@ -11,6 +11,8 @@ import json
 import time
 from datetime import UTC, datetime
 
+import msgspec
+
 from polyv_retriever.contracts import (
     ErrorInfo,
     FailedSummary,
@@ -20,8 +22,6 @@ from polyv_retriever.contracts import (
     StepFunctionsError,
     Summary,
     dump,
-    load,
-    to_json,
 )
 from polyv_retriever.errors import RetrievalCancelled, RetrievalTimedOut
 from polyv_retriever.pipeline.records import RecordStore, RetrievalLayout
@@ -107,7 +107,8 @@ def write_manifest(records: RecordStore, bucket: str, prefix: str, manifest: Man
         manifest=f"s3://{bucket}/{layout.manifest_key}",
         error=manifest.error,
     )
-    return load(FailedSummary, to_json(summary)) if manifest.error else summary
+    # The same fields, as the type the failure path's ResultSelector reads (its error always there).
+    return FailedSummary(**msgspec.structs.asdict(summary)) if manifest.error else summary
 
 
 def failure_info(failure: StepFunctionsError | None) -> ErrorInfo | None:
